@@ -4,7 +4,6 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -21,17 +20,6 @@ const (
 	maxPooledCap = 1 << 20
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufCap); return &b }}
-
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
-
-func putBuf(b []byte) {
-	if cap(b) == 0 || cap(b) > maxPooledCap {
-		return
-	}
-	b = b[:0]
-	bufPool.Put(&b)
-}
 
 // outBuf is the buffered output shared by the encoders.
 type outBuf struct {

@@ -77,9 +77,48 @@ func internalError(format string, args ...any) *datamodel.Error {
 	return datamodel.NewError("INTERNAL_ERROR", fmt.Sprintf(format, args...))
 }
 
-// marshalValue encodes v with t, turning a panic of the generated encoder
-// (a value of the wrong Go type) into an error.
+// coerce checks that v has the Go type of t's values, converting between
+// types of the same kind (int → int64, string → an enum type).
+func coerce(t *datamodel.Type, v any) (any, error) {
+	if t.Zero == nil || v == nil {
+		return v, nil
+	}
+	z := t.Zero()
+	if z == nil {
+		return v, nil
+	}
+	want, got := reflect.TypeOf(z), reflect.TypeOf(v)
+	if got == want {
+		return v, nil
+	}
+	if got.ConvertibleTo(want) && kindClass(got.Kind()) == kindClass(want.Kind()) && kindClass(want.Kind()) != reflect.Invalid {
+		return reflect.ValueOf(v).Convert(want).Interface(), nil
+	}
+	return nil, internalError("a %s value must be a %v, not %T", t.Name, want, v)
+}
+
+// kindClass groups the reflect kinds between which coerce converts.
+func kindClass(k reflect.Kind) reflect.Kind {
+	switch k {
+	case reflect.String:
+		return reflect.String
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return reflect.Int
+	case reflect.Float32, reflect.Float64:
+		return reflect.Float64
+	case reflect.Map, reflect.Slice:
+		return k
+	}
+	return reflect.Invalid
+}
+
+// marshalValue encodes v with t after checking its Go type, turning a panic of
+// the generated encoder into an error too.
 func marshalValue(t *datamodel.Type, v any) (b []byte, err error) {
+	if v, err = coerce(t, v); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = internalError("cannot encode %T as %s: %v", v, t.Name, r)

@@ -296,7 +296,7 @@ func Import(ref []byte) (*schema.Model, error) {
 				}
 				sp := schema.Param{Name: p.Name, Type: t}
 				if !p.Required && len(p.DefaultValue) > 0 {
-					sp.Default = p.DefaultValue
+					sp.Default = fixEnumDefault(&r, p.TypeTree, p.DefaultValue)
 				}
 				msg.Params = append(msg.Params, sp)
 			}
@@ -365,4 +365,27 @@ func checkImplicit(m *schema.Model, r *refModel) error {
 // Marshal writes a model in our schema format (stable, indented one class per block).
 func Marshal(m *schema.Model) ([]byte, error) {
 	return json.MarshalIndent(m, "", " ")
+}
+
+// fixEnumDefault repairs the one enum parameter whose upstream default is not
+// an enum value (host.create's latest_synced_updates_applied defaults to an
+// empty collection): it takes "unknown" when the enum has it, else the first value.
+func fixEnumDefault(r *refModel, t *refTypeTree, def json.RawMessage) json.RawMessage {
+	if t.Kind != "enum" || (len(def) > 0 && def[0] == '"') {
+		return def
+	}
+	for _, e := range r.Enums {
+		if e.Name != t.Name || len(e.Values) == 0 {
+			continue
+		}
+		v := e.Values[0].Name
+		for _, x := range e.Values {
+			if x.Name == "unknown" {
+				v = x.Name
+			}
+		}
+		b, _ := json.Marshal(v)
+		return b
+	}
+	return def
 }

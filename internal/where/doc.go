@@ -46,7 +46,8 @@
 // evaluating it over many rows.
 //
 // Evaluation does not allocate (unless it returns an error), provided the
-// Row implementation's Column method does not allocate.
+// Row implementation's Column method does not allocate. A parsed Expr is
+// immutable and safe for concurrent use.
 //
 // # Limits and errors
 //

@@ -224,7 +224,9 @@ func writeOperand(b *strings.Builder, e Expr) {
 // Columns.
 
 // Columns returns the names of the columns that e reads, each once, in the
-// order of their first appearance. It returns nil if e reads no column.
+// order of their first appearance, including columns in operands that
+// short-circuiting may skip. It returns nil if e reads no column. Only
+// expressions returned by Parse are inspected.
 func Columns(e Expr) []string {
 	var (
 		out  []string

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xapi-go/xapi-go/store"
+	"github.com/xapi-go/xapi-go/xapi"
+)
+
+// envRootPassword is read when --root-password is not given.
+const envRootPassword = "XAPI_ROOT_PASSWORD"
+
+// serveOptions is the configuration of `xapid serve`.
+type serveOptions struct {
+	DataDir         string
+	Listen          string
+	TLSListen       string
+	RootPassword    string
+	RaftAddr        string
+	NodeID          string
+	Hostname        string
+	Address         string
+	LogLevel        slog.Level
+	ShutdownTimeout time.Duration
+}
+
+// parseServeFlags parses the flags of `xapid serve` and fills in defaults.
+// getenv supplies the environment (os.Getenv outside tests).
+func parseServeFlags(args []string, getenv func(string) string, output io.Writer) (*serveOptions, error) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("xapid serve", flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.Usage = func() {
+		fmt.Fprintf(output, "Usage: xapid [serve] --data-dir DIR --listen ADDR:PORT [flags]\n\nRuns one XenAPI host.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.DataDir, "data-dir", "", "directory for the database, raft log, root password hash and TLS certificate (required)")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "plain-HTTP API address (XML-RPC on /, /RPC2, /xmlrpc; JSON-RPC on /jsonrpc)")
+	fs.StringVar(&o.TLSListen, "tls-listen", "", "HTTPS API address (self-signed RSA certificate kept in the data dir); empty: no HTTPS")
+	fs.StringVar(&o.RootPassword, "root-password", "", "set the root password (default: $"+envRootPassword+"; if both are empty, keep the stored one or generate one on first start)")
+	fs.StringVar(&o.RaftAddr, "raft-addr", "", "raft TCP address (default: listen host, listen port+1; port 0 if the listen port is 0)")
+	fs.StringVar(&o.NodeID, "node-id", "", "raft node id (default: the hostname)")
+	fs.StringVar(&o.Hostname, "hostname", "", "host name shown as host.hostname/name_label on first start (default: os.Hostname)")
+	fs.StringVar(&o.Address, "address", "", "management IP shown as host.address (default: the listen IP, or the first non-loopback IP when listening on all addresses)")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight calls on SIGTERM/SIGINT")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := o.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	if o.DataDir == "" {
+		return nil, errors.New("--data-dir is required")
+	}
+	if _, _, err := splitHostPort(o.Listen); err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	if o.TLSListen != "" {
+		if _, _, err := splitHostPort(o.TLSListen); err != nil {
+			return nil, fmt.Errorf("--tls-listen: %w", err)
+		}
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if !explicit["root-password"] {
+		o.RootPassword = getenv(envRootPassword)
+	}
+	if o.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		o.Hostname = h
+	}
+	if o.NodeID == "" {
+		o.NodeID = o.Hostname
+	}
+	if o.Address == "" {
+		o.Address = managementAddress(o.Listen)
+	}
+	if o.RaftAddr == "" {
+		ra, err := defaultRaftAddr(o.Listen, o.Address)
+		if err != nil {
+			return nil, err
+		}
+		o.RaftAddr = ra
+	}
+	return o, nil
+}
+
+// splitHostPort splits ADDR:PORT and checks the port.
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return host, port, nil
+}
+
+// defaultRaftAddr derives the raft address from the API listen address: the
+// same host with port+1, or port 0 (any free port) when the API port is 0.
+// Raft must advertise a concrete address, so an unspecified listen host
+// (0.0.0.0, ::, empty) is replaced by the management address.
+func defaultRaftAddr(listen, mgmtAddr string) (string, error) {
+	host, port, err := splitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	if isUnspecifiedHost(host) {
+		host = mgmtAddr
+	}
+	rport := 0
+	if port != 0 {
+		if port == 65535 {
+			return "", fmt.Errorf("cannot derive a raft port from %q: give --raft-addr", listen)
+		}
+		rport = port + 1
+	}
+	return net.JoinHostPort(host, strconv.Itoa(rport)), nil
+}
+
+// raftAdvertiseAddr is the address raft advertises when it binds to all
+// addresses (mgmtAddr with the bind port), or "" when the bind address is
+// concrete.
+func raftAdvertiseAddr(bind, mgmtAddr string) string {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil || !isUnspecifiedHost(host) || port == "0" {
+		return ""
+	}
+	return net.JoinHostPort(mgmtAddr, port)
+}
+
+func isUnspecifiedHost(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// managementAddress is the address shown as host.address: the listen IP, or
+// (listening on all addresses or on a name) the first non-loopback IPv4
+// address of the machine, or 127.0.0.1.
+func managementAddress(listen string) string {
+	host, _, err := net.SplitHostPort(listen)
+	if err == nil && !isUnspecifiedHost(host) {
+		if ip := net.ParseIP(host); ip != nil {
+			return ip.String()
+		}
+		if host == "localhost" {
+			return "127.0.0.1"
+		}
+		if ips, err := net.LookupIP(host); err == nil && len(ips) > 0 {
+			return ips[0].String()
+		}
+	}
+	for _, ip := range interfaceIPs() {
+		if ip.To4() != nil && !ip.IsLoopback() {
+			return ip.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+// listenIPs returns the IPs of the given listen addresses, for the certificate.
+func listenIPs(addrs ...string) []net.IP {
+	var ips []net.IP
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		if host == "" {
+			ips = append(ips, net.IPv4zero)
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	return ips
+}
+
+// newLogger returns a text logger to w at the given level.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// serve runs one host until ctx is cancelled, then shuts down cleanly: HTTP
+// servers first (in-flight calls get ShutdownTimeout), then the API server,
+// then the store.
+func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Writer) (err error) {
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return err
+	}
+	var cert *serverCert
+	if o.TLSListen != "" {
+		names := defaultCertNames(o.Hostname, listenIPs(o.Listen, o.TLSListen))
+		if ip := net.ParseIP(o.Address); ip != nil {
+			names.IPs = append(names.IPs, ip)
+		}
+		cert, err = loadOrCreateCert(o.DataDir, names, time.Now())
+		if err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		verb := "loaded"
+		if cert.Created {
+			verb = "generated"
+		}
+		log.Info("TLS certificate "+verb, "path", cert.Path,
+			"sha256", cert.SHA256(), "sha1", cert.SHA1(),
+			"not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		if missing := cert.missingSANs(names); len(missing) > 0 {
+			log.Warn("TLS certificate does not cover these names; kept as is so its thumbprint stays the same (delete it to regenerate)",
+				"path", cert.Path, "missing", strings.Join(missing, ","))
+		}
+	}
+
+	// Bind the API listeners before opening the store so that a busy port
+	// fails fast without touching the database.
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var tlsLn net.Listener
+	if cert != nil {
+		if tlsLn, err = net.Listen("tcp", o.TLSListen); err != nil {
+			return err
+		}
+		defer tlsLn.Close()
+	}
+	_, apiPort, _ := splitHostPort(ln.Addr().String())
+
+	st, err := store.Open(ctx, store.Config{
+		DataDir:       o.DataDir,
+		NodeID:        o.NodeID,
+		BindAddr:      o.RaftAddr,
+		AdvertiseAddr: raftAdvertiseAddr(o.RaftAddr, o.Address),
+		Bootstrap:     true,
+		Logger:        log,
+	})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil {
+			log.Error("closing store", "err", cerr)
+			if err == nil {
+				err = cerr
+			}
+		}
+	}()
+
+	auth, pwFile, err := xapi.LoadAuth(o.DataDir, o.RootPassword)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	if pwFile != "" {
+		log.Warn("generated a root password", "file", pwFile)
+		fmt.Fprintf(stderr, "xapid: generated a root password; it is stored in %s\n", pwFile)
+	}
+
+	srv, err := xapi.New(ctx, xapi.Config{
+		Store:    st,
+		Auth:     auth,
+		Logger:   log.With("component", "xapi"),
+		Hostname: o.Hostname,
+		Address:  o.Address,
+		Port:     apiPort,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := srv.Close(); cerr != nil {
+			log.Error("closing API server", "err", cerr)
+			if err == nil {
+				err = cerr
+			}
+		}
+	}()
+
+	errc := make(chan error, 2)
+	var servers []*http.Server
+	start := func(l net.Listener, scheme string, hs *http.Server) {
+		servers = append(servers, hs)
+		log.Info("serving XenAPI", "url", scheme+"://"+l.Addr().String()+"/", "raft", o.RaftAddr, "data_dir", o.DataDir)
+		go func() {
+			var err error
+			if hs.TLSConfig != nil {
+				err = hs.ServeTLS(l, "", "")
+			} else {
+				err = hs.Serve(l)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s %s: %w", scheme, l.Addr(), err)
+			}
+		}()
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	start(ln, "http", &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog})
+	if tlsLn != nil {
+		start(tlsLn, "https", &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog, TLSConfig: cert.TLSConfig()})
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-errc:
+		log.Error("listener failed; shutting down", "err", serveErr)
+	}
+	shutdownHTTP(servers, o.ShutdownTimeout, log)
+	return serveErr
+}
+
+// shutdownHTTP stops the servers, waiting up to timeout for in-flight calls
+// (a long-polling event.from may hold a connection), then closes what is left.
+func shutdownHTTP(servers []*http.Server, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, hs := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Shutdown(ctx); err != nil {
+				log.Warn("HTTP shutdown timed out; closing remaining connections", "err", err)
+				hs.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,445 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/xapi-go/xapi-go/datamodel"
+)
+
+// Config configures a Store. Zero durations take the defaults below, which are
+// chosen for a loaded 2-core host (see the comments on each).
+type Config struct {
+	// DataDir holds badger (DataDir/raft) and the snapshots (DataDir/snapshots).
+	// Unused when InMemory.
+	DataDir string
+	// NodeID is this host's raft server ID; it must be unique in the pool and
+	// stable across restarts.
+	NodeID string
+	// BindAddr is the raft TCP address (ignored when Transport is set).
+	// Default "127.0.0.1:0".
+	BindAddr string
+	// AdvertiseAddr is the address other hosts reach BindAddr at, if it differs
+	// (e.g. BindAddr "0.0.0.0:9000").
+	AdvertiseAddr string
+	// Transport, if set, is used instead of a TCP transport (in-process test
+	// clusters: raft.NewInmemTransport). The caller keeps ownership of it.
+	Transport raft.Transport
+	// InMemory keeps the log, stable store and snapshots in memory (tests).
+	InMemory bool
+	// Bootstrap bootstraps a one-node cluster when there is no state yet.
+	Bootstrap bool
+	// Logger receives the store's, raft's and badger's logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// HeartbeatTimeout is how long a follower waits for the leader before
+	// starting an election (raft randomises it to 1–2×). Default 1.5 s: raft's
+	// 1 s default risks needless elections when a 2-core host stalls on fsync or
+	// GC under load; an xapi pool tolerates a few seconds of failover. A
+	// single-node store restarting waits 1–2× this before it leads again.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout is how long a candidate waits before retrying. Default 1.5 s.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader stays leader without reaching a
+	// quorum. Default 1 s (must not exceed HeartbeatTimeout).
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout bounds how long followers wait to learn of a commit when
+	// no further writes come. Default 20 ms (raft: 50 ms): followers publish
+	// events and serve reads, so they should lag little; the cost is an idle
+	// AppendEntries per follower every 20–40 ms.
+	CommitTimeout time.Duration
+	// ApplyTimeout bounds Apply when its ctx has no deadline. Default 30 s.
+	ApplyTimeout time.Duration
+	// StartupTimeout bounds how long Open waits for a leader and for the
+	// replica to catch up. A single-node store that cannot elect itself in that
+	// time fails to open; a member of a larger cluster that finds no leader
+	// opens anyway (stale reads, Apply returns ErrNotLeader) and logs a
+	// warning. Default 60 s.
+	StartupTimeout time.Duration
+	// SnapshotThreshold is how many log entries trigger a snapshot. Default
+	// 16384: snapshots of a large pool are tens of MB of JSON, so not too often;
+	// a restart replays at most about this many entries plus TrailingLogs.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often raft checks the threshold. Default 2 min.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries are kept after a snapshot, so a follower
+	// that was briefly away catches up from the log rather than a snapshot
+	// install. Default 10240.
+	TrailingLogs uint64
+	// SnapshotRetain is how many snapshots are kept on disk. Default 2.
+	SnapshotRetain int
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatTimeout, 1500*time.Millisecond)
+	def(&c.ElectionTimeout, 1500*time.Millisecond)
+	def(&c.LeaderLeaseTimeout, min(time.Second, c.HeartbeatTimeout))
+	def(&c.CommitTimeout, 20*time.Millisecond)
+	def(&c.ApplyTimeout, 30*time.Second)
+	def(&c.StartupTimeout, 60*time.Second)
+	def(&c.SnapshotInterval, 2*time.Minute)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 16384
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.SnapshotRetain <= 0 {
+		c.SnapshotRetain = 2
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = "127.0.0.1:0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// ErrNotLeader is matched (errors.Is) by the *NotLeaderError that Apply
+// returns on a replica that is not the raft leader.
+var ErrNotLeader = errors.New("store: not the raft leader")
+
+// NotLeaderError says which host leads (empty if none is known); the API layer
+// turns it into HOST_IS_SLAVE or forwards the call.
+type NotLeaderError struct {
+	LeaderAddr string
+	LeaderID   string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderAddr == "" {
+		return "store: not the raft leader (no leader known)"
+	}
+	return fmt.Sprintf("store: not the raft leader (leader %s at %s)", e.LeaderID, e.LeaderAddr)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// ErrLeadershipLost reports that leadership was lost while a batch was in
+// flight: it may or may not have been committed.
+var ErrLeadershipLost = errors.New("store: leadership lost while applying; outcome unknown")
+
+// ErrClosed is returned by Apply after Close.
+var ErrClosed = errors.New("store: closed")
+
+// maxEntrySize bounds an encoded batch; raft entries should stay small.
+const maxEntrySize = 32 << 20
+
+// Store is one host's replica of the pool database.
+type Store struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *fsm
+	raft  *raft.Raft
+	trans raft.Transport
+
+	closers   []func() error // run in reverse order by Close
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open starts the replica. With existing state it restores the latest
+// snapshot, replays the log and waits until every committed entry is applied
+// (single node: until it leads again and a barrier has passed) before
+// returning. A node with no state and Bootstrap false returns at once and
+// waits to be added to a cluster.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if cfg.NodeID == "" {
+		return nil, errors.New("store: NodeID is required")
+	}
+	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store", "node_id", cfg.NodeID), fsm: newFSM(cfg.Logger.With("component", "store"))}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = s.Close()
+		}
+	}()
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if cfg.InMemory {
+		m := raft.NewInmemStore()
+		logs, stable, snaps = m, m, raft.NewInmemSnapshotStore()
+	} else {
+		if cfg.DataDir == "" {
+			return nil, errors.New("store: DataDir is required unless InMemory")
+		}
+		dir := filepath.Join(cfg.DataDir, "raft")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		bs, err := openBadgerStore(dir, cfg.Logger, 5*time.Minute)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		s.closers = append(s.closers, bs.Close)
+		logs, stable = bs, bs
+		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, newHCLog(cfg.Logger, "raft-snapshot"))
+		if err != nil {
+			return nil, fmt.Errorf("store: snapshot store: %w", err)
+		}
+		snaps = fss
+	}
+
+	if cfg.Transport != nil {
+		s.trans = cfg.Transport
+	} else {
+		var adv *netAddr
+		if cfg.AdvertiseAddr != "" {
+			adv = &netAddr{cfg.AdvertiseAddr}
+		}
+		t, err := newTCPTransport(cfg.BindAddr, adv, cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("store: raft transport on %s: %w", cfg.BindAddr, err)
+		}
+		s.closers = append(s.closers, t.Close)
+		s.trans = t
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, cfg.HeartbeatTimeout)
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	rc.Logger = newHCLog(cfg.Logger, "raft")
+
+	hasState, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, s.trans)
+	if err != nil {
+		return nil, fmt.Errorf("store: start raft: %w", err)
+	}
+	s.raft = r
+	if !hasState && cfg.Bootstrap {
+		conf := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: s.trans.LocalAddr(),
+		}}}
+		if err := r.BootstrapCluster(conf).Error(); err != nil {
+			return nil, fmt.Errorf("store: bootstrap: %w", err)
+		}
+		s.log.Info("bootstrapped a one-node cluster", "addr", s.trans.LocalAddr())
+	}
+	if hasState || cfg.Bootstrap {
+		if err := s.waitReady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	s.log.Info("store open", "applied_index", s.AppliedIndex(), "leader", s.IsLeader())
+	return s, nil
+}
+
+// waitReady waits for a leader and for this replica to apply everything the
+// cluster has committed.
+func (s *Store) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartupTimeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		switch {
+		case s.raft.State() == raft.Leader:
+			dl, _ := ctx.Deadline()
+			err := s.raft.Barrier(time.Until(dl)).Error()
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
+				return fmt.Errorf("store: startup barrier: %w", err)
+			}
+		case s.leaderKnown():
+			// A follower: applied catches up with the commit index the leader
+			// told us about.
+			if ci := s.statUint("commit_index"); ci > 0 && s.raft.AppliedIndex() >= ci {
+				return nil
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			if cerr := context.Cause(ctx); !errors.Is(cerr, context.DeadlineExceeded) || s.singleVoter() {
+				return fmt.Errorf("store: waiting for raft leadership and catch-up: %w", cerr)
+			}
+			s.log.Warn("no raft leader reachable at startup; serving possibly stale state",
+				"applied_index", s.AppliedIndex())
+			return nil
+		}
+	}
+}
+
+func (s *Store) leaderKnown() bool {
+	addr, _ := s.raft.LeaderWithID()
+	return addr != ""
+}
+
+func (s *Store) statUint(name string) uint64 {
+	v, _ := strconv.ParseUint(s.raft.Stats()[name], 10, 64)
+	return v
+}
+
+func (s *Store) singleVoter() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	voters := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	return voters <= 1
+}
+
+// Close shuts raft down and closes the log store and the transport (unless the
+// caller supplied the transport).
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.raft != nil {
+			if err := s.raft.Shutdown().Error(); err != nil {
+				errs = append(errs, fmt.Errorf("raft shutdown: %w", err))
+			}
+		}
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			if err := s.closers[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
+
+// Apply submits a batch of operations through raft and waits until it is
+// applied on this replica (so a following read sees it). It returns the raft
+// index of the entry. If an operation does not fit the state, nothing of the
+// batch is applied and the *datamodel.Error is returned (with the index: the
+// entry is still consumed). On a replica that does not lead it returns a
+// *NotLeaderError.
+func (s *Store) Apply(ctx context.Context, ops ...Op) (uint64, error) {
+	if len(ops) == 0 {
+		return s.AppliedIndex(), nil
+	}
+	if s.raft.State() != raft.Leader {
+		return 0, s.notLeader()
+	}
+	data, err := encodeBatch(ops)
+	if err != nil {
+		return 0, err
+	}
+	if len(data) > maxEntrySize {
+		return 0, internalError("write batch too large (%d bytes)", len(data))
+	}
+	timeout := s.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return 0, ctx.Err()
+		}
+	}
+	f := s.raft.Apply(data, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("store: apply: %w (the batch may still be applied)", ctx.Err())
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrNotLeader):
+		return 0, s.notLeader()
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return 0, ErrLeadershipLost
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return 0, ErrClosed
+	default:
+		return 0, fmt.Errorf("store: apply: %w", err)
+	}
+	if derr, ok := f.Response().(*datamodel.Error); ok && derr != nil {
+		return f.Index(), derr
+	}
+	return f.Index(), nil
+}
+
+func (s *Store) notLeader() error {
+	addr, id := s.raft.LeaderWithID()
+	return &NotLeaderError{LeaderAddr: string(addr), LeaderID: string(id)}
+}
+
+// Get returns the record ref of class c.
+func (s *Store) Get(c *datamodel.Class, ref string) (datamodel.Object, bool) {
+	return s.fsm.get(c, ref)
+}
+
+// RefByUUID returns the ref of the record of class c with that uuid.
+func (s *Store) RefByUUID(c *datamodel.Class, uuid string) (string, bool) {
+	return s.fsm.refByUUID(c, uuid)
+}
+
+// RefsByName returns the refs of the records of class c with that name_label,
+// sorted.
+func (s *Store) RefsByName(c *datamodel.Class, nameLabel string) []string {
+	return s.fsm.refsByName(c, nameLabel)
+}
+
+// List returns every record of class c (in no particular order). The slice is
+// the caller's; the records are shared and must not be changed.
+func (s *Store) List(c *datamodel.Class) []Entry { return s.fsm.list(c) }
+
+// Count returns the number of records of class c.
+func (s *Store) Count(c *datamodel.Class) int { return s.fsm.count(c) }
+
+// AppliedIndex is the raft index of the last command entry applied to this
+// replica's tables.
+func (s *Store) AppliedIndex() uint64 { return s.fsm.applied.Load() }
+
+// IsLeader tells whether this replica is the raft leader (the pool master).
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader's raft address and server ID ("" if unknown).
+func (s *Store) Leader() (addr, id string) {
+	a, i := s.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// Raft returns the raft handle, for membership changes and leadership transfer.
+func (s *Store) Raft() *raft.Raft { return s.raft }
+
+// LocalAddr is this replica's raft address.
+func (s *Store) LocalAddr() string { return string(s.trans.LocalAddr()) }
+
+// NodeID is this replica's raft server ID.
+func (s *Store) NodeID() string { return s.cfg.NodeID }
+
+// Subscribe registers fn to be called after each applied entry, with its
+// change set, in index order, on the applier goroutine. fn must be quick and
+// must not call Apply (which waits for the applier). The ChangeSet and its
+// records must not be modified. cancel unregisters fn.
+func (s *Store) Subscribe(fn func(*ChangeSet)) (cancel func()) { return s.fsm.subscribe(fn) }

@@ -1,0 +1,9 @@
+package xapi
+
+// builtinImpl wires the hand-written message implementations; everything not
+// built yet answers NOT_IMPLEMENTED through the generated Unimplemented types.
+func (s *Server) builtinImpl() *Impl {
+	impl := NewUnimplemented()
+	impl.Session = &sessionMessages{s: s}
+	return impl
+}

@@ -1,0 +1,250 @@
+package xapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xapi-go/xapi-go/datamodel"
+	"github.com/xapi-go/xapi-go/rpc"
+	"github.com/xapi-go/xapi-go/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	Store    *store.Store
+	Auth     *Auth
+	Logger   *slog.Logger
+	Hostname string // host.name_label / hostname on first start
+	Address  string // management address shown as host.address
+	Port     int    // API port (for information only)
+	// Impl overrides explicit message implementations (tests); nil means the built-in ones.
+	Impl *Impl
+	// Other serves non-RPC HTTP requests (GET handlers); nil means 404.
+	Other http.Handler
+	// AuthFailureDelay is how long a failed login waits before answering
+	// (xapi: 5 s); zero means no delay.
+	AuthFailureDelay time.Duration
+	// SessionTimeout expires sessions inactive for longer (default 24 h).
+	SessionTimeout time.Duration
+}
+
+// Server is the XenAPI server of one host.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	auth    *Auth
+	log     *slog.Logger
+	methods *methodSet
+	impl    *Impl
+	handler http.Handler
+
+	hostRef datamodel.HostRef
+	poolRef datamodel.PoolRef
+
+	mu        sync.Mutex
+	closed    bool
+	bg        sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	listNames []string
+}
+
+// New creates the server and bootstraps this host's objects on first start.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("xapi: no store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Auth == nil {
+		cfg.Auth = &Auth{}
+	}
+	ms, err := buildMethods()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, auth: cfg.Auth, log: cfg.Logger, methods: ms}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.impl = cfg.Impl
+	if s.impl == nil {
+		s.impl = s.builtinImpl()
+	}
+	for _, m := range ms.list {
+		s.listNames = append(s.listNames, m.Name)
+		if m.Async {
+			s.listNames = append(s.listNames, "Async."+m.Name)
+		}
+	}
+	s.listNames = append(s.listNames, "system.listMethods")
+	sort.Strings(s.listNames)
+	if err := s.bootstrap(ctx); err != nil {
+		return nil, fmt.Errorf("xapi: bootstrap: %w", err)
+	}
+	s.handler = rpc.NewHandler(s, rpc.Options{Other: cfg.Other, Logger: cfg.Logger})
+	timeout := cfg.SessionTimeout
+	if timeout <= 0 {
+		timeout = sessionInactiveTimeout
+	}
+	s.goBackground(func(ctx context.Context) { s.sessionGC(ctx, timeout) })
+	return s, nil
+}
+
+// Handler serves the API over HTTP.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Store returns the server's store.
+func (s *Server) Store() *store.Store { return s.store }
+
+// HostRef is this host's reference.
+func (s *Server) HostRef() datamodel.HostRef { return s.hostRef }
+
+// Close stops background work. The store is closed by its owner.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.bg.Wait()
+	return nil
+}
+
+// Call is the context of one API call, passed to message implementations.
+type Call struct {
+	Server     *Server
+	Method     *Method
+	Session    datamodel.SessionRef // null for calls without a session
+	SessionRec *datamodel.SessionRecord
+	Task       datamodel.TaskRef // the task of an Async call, or null
+	UserAgent  string
+	RemoteAddr string
+}
+
+// Dispatch implements rpc.Dispatcher.
+func (s *Server) Dispatch(ctx context.Context, rc *rpc.Call) rpc.Response {
+	res, err := s.dispatch(ctx, rc)
+	if err != nil {
+		f := toFault(s.log, rc.Method, err)
+		return rpc.Response{Err: &rpc.Fault{Code: f.Code, Params: f.Params}}
+	}
+	return res
+}
+
+func (s *Server) dispatch(ctx context.Context, rc *rpc.Call) (rpc.Response, error) {
+	name := rc.Method
+	if name == "system.listMethods" {
+		names := s.listNames
+		return rpc.Response{Raw: true, Value: func(w rpc.Writer) {
+			w.BeginArray()
+			for _, n := range names {
+				w.String(n)
+			}
+			w.EndArray()
+		}}, nil
+	}
+	async := false
+	if rest, ok := strings.CutPrefix(name, "Async."); ok {
+		name, async = rest, true
+	}
+	m := s.methods.lookup(name)
+	if m == nil {
+		// xapi validates the session first when there is one.
+		if len(rc.Params) > 0 {
+			if _, err := s.checkSession(ctx, rc.Params[0]); err != nil {
+				return rpc.Response{}, err
+			}
+		}
+		return rpc.Response{}, datamodel.ErrMessageMethodUnknown(rc.Method)
+	}
+	if async && !m.Async {
+		return rpc.Response{}, datamodel.NewError("Fault", "No async mode for this operation (rpc: "+m.Name+")")
+	}
+	params := rc.Params
+	received := len(params)
+	if m.Session {
+		received--
+	}
+	total := len(m.Params)
+	if received < m.required || (m.required == total && received != total) {
+		if received < 0 {
+			received = 0
+		}
+		return rpc.Response{}, countMismatch(m.Name, m.required, received)
+	}
+	call := &Call{Server: s, Method: m, Session: datamodel.SessionRef(datamodel.NullRef), Task: datamodel.TaskRef(datamodel.NullRef), UserAgent: rc.UserAgent, RemoteAddr: rc.RemoteAddr}
+	if m.Session {
+		sess, err := s.checkSession(ctx, params[0])
+		if err != nil {
+			return rpc.Response{}, err
+		}
+		call.Session, call.SessionRec = sess.ref, sess.rec
+		params = params[1:]
+	}
+	if m.State == "removed" {
+		return rpc.Response{}, datamodel.ErrMessageRemoved()
+	}
+	args := make([]any, total)
+	for i := range m.Params {
+		p := &m.Params[i]
+		if i >= len(params) {
+			args[i] = p.def
+			continue
+		}
+		v, err := p.Type.Decode(params[i])
+		if err != nil {
+			return rpc.Response{}, paramError(p.Name, err)
+		}
+		args[i] = v
+	}
+	if err := s.authorize(call, m, args); err != nil {
+		return rpc.Response{}, err
+	}
+	if async {
+		task, err := s.startAsync(ctx, call, args)
+		if err != nil {
+			return rpc.Response{}, err
+		}
+		return rpc.Response{Value: func(w rpc.Writer) { w.String(string(task)) }}, nil
+	}
+	out, err := s.run(ctx, call, args)
+	if err != nil {
+		return rpc.Response{}, err
+	}
+	return rpc.Response{Value: resultWriter(m, out)}, nil
+}
+
+// run executes a method with decoded arguments.
+func (s *Server) run(ctx context.Context, call *Call, args []any) (any, error) {
+	m := call.Method
+	if m.Implicit != "" {
+		return s.runImplicit(ctx, call, args)
+	}
+	return m.Call(ctx, s.impl, call, args)
+}
+
+// resultWriter turns a typed result into a writer; void results write nothing.
+func resultWriter(m *Method, out any) func(w rpc.Writer) {
+	switch r := out.(type) {
+	case ResultFunc:
+		return func(w rpc.Writer) { r(w) }
+	case nil:
+		if m.Result == nil {
+			return nil
+		}
+	}
+	if m.Result == nil {
+		return nil
+	}
+	t := m.Result
+	return func(w rpc.Writer) { t.Write(w, out) }
+}

@@ -1,0 +1,151 @@
+package xapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/kolo/xmlrpc"
+	"github.com/xapi-go/xapi-go/xapi/xapitest"
+)
+
+// jsonCall makes a JSON-RPC 2.0 call and returns result or error data.
+func jsonCall(t *testing.T, url, method string, params ...any) (any, []string) {
+	t.Helper()
+	if params == nil {
+		params = []any{}
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	resp, err := http.Post(url+"/jsonrpc", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Result any `json:"result"`
+		Error  *struct {
+			Code    int      `json:"code"`
+			Message string   `json:"message"`
+			Data    []string `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	if out.Error != nil {
+		return nil, append([]string{out.Error.Message}, out.Error.Data...)
+	}
+	return out.Result, nil
+}
+
+func login(t *testing.T, url string) string {
+	t.Helper()
+	r, e := jsonCall(t, url, "session.login_with_password", "root", xapitest.RootPassword, "2.20", "test")
+	if e != nil {
+		t.Fatalf("login: %v", e)
+	}
+	return r.(string)
+}
+
+func TestLoginAndErrors(t *testing.T) {
+	srv := xapitest.NewServer(t, xapitest.Options{})
+	s := login(t, srv.URL)
+	if !strings.HasPrefix(s, "OpaqueRef:") || len(s) != len("OpaqueRef:")+36 {
+		t.Fatalf("session ref %q", s)
+	}
+	tests := []struct {
+		name   string
+		method string
+		params []any
+		want   []string
+	}{
+		{"bad password", "session.login_with_password", []any{"root", "nope"}, []string{"SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"}},
+		{"count mismatch", "session.login_with_password", []any{"root"}, []string{"MESSAGE_PARAMETER_COUNT_MISMATCH", "session.login_with_password", "2", "1"}},
+		{"bad session", "VM.get_all", []any{"OpaqueRef:nope"}, []string{"SESSION_INVALID", "OpaqueRef:nope"}},
+		{"unknown method", "VM.frobnicate", []any{s}, []string{"MESSAGE_METHOD_UNKNOWN", "VM.frobnicate"}},
+		{"unknown method bad session", "VM.frobnicate", []any{"x"}, []string{"SESSION_INVALID", "x"}},
+		{"handle invalid", "VM.get_record", []any{s, "OpaqueRef:missing"}, []string{"HANDLE_INVALID", "VM", "OpaqueRef:missing"}},
+		{"uuid invalid", "VM.get_by_uuid", []any{s, "nope"}, []string{"UUID_INVALID", "VM", "nope"}},
+		{"wrong type", "VM.get_record", []any{s, int64(3)}, []string{"FIELD_TYPE_ERROR", "self"}},
+		{"too many", "VM.get_record", []any{s, "a", "b"}, []string{"MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_record", "1", "2"}},
+		{"bad where", "VM.get_all_records_where", []any{s, `field "x`}, nil},
+		{"not implemented", "VM.start", []any{s, "OpaqueRef:x", false, false}, []string{"NOT_IMPLEMENTED", "VM.start"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, e := jsonCall(t, srv.URL, tc.method, tc.params...)
+			if e == nil {
+				t.Fatalf("no error")
+			}
+			if tc.want == nil {
+				if e[0] != "INVALID_VALUE" {
+					t.Fatalf("got %v", e)
+				}
+				return
+			}
+			if !reflect.DeepEqual(e, tc.want) {
+				t.Fatalf("got %v, want %v", e, tc.want)
+			}
+		})
+	}
+}
+
+func TestImplicitMessages(t *testing.T) {
+	srv := xapitest.NewServer(t, xapitest.Options{})
+	s := login(t, srv.URL)
+	pools, e := jsonCall(t, srv.URL, "pool.get_all", s)
+	if e != nil || len(pools.([]any)) != 1 {
+		t.Fatalf("pool.get_all: %v %v", pools, e)
+	}
+	pool := pools.([]any)[0].(string)
+	if _, e := jsonCall(t, srv.URL, "pool.set_name_label", s, pool, "my pool"); e != nil {
+		t.Fatal(e)
+	}
+	if v, _ := jsonCall(t, srv.URL, "pool.get_name_label", s, pool); v != "my pool" {
+		t.Fatalf("name %v", v)
+	}
+	if _, e := jsonCall(t, srv.URL, "pool.add_to_other_config", s, pool, "k", "v"); e != nil {
+		t.Fatal(e)
+	}
+	_, e = jsonCall(t, srv.URL, "pool.add_to_other_config", s, pool, "k", "v")
+	if e == nil || e[0] != "MAP_DUPLICATE_KEY" || len(e) != 5 || e[1] != "pool" || e[2] != "other_config" || e[4] != "k" {
+		t.Fatalf("dup: %v", e)
+	}
+	if _, e := jsonCall(t, srv.URL, "pool.remove_from_other_config", s, pool, "k"); e != nil {
+		t.Fatal(e)
+	}
+	if _, e := jsonCall(t, srv.URL, "pool.remove_from_other_config", s, pool, "k"); e != nil {
+		t.Fatalf("remove of missing key must succeed: %v", e)
+	}
+	recs, e := jsonCall(t, srv.URL, "pool.get_all_records_where", s, `field "name_label"="my pool"`)
+	if e != nil || len(recs.(map[string]any)) != 1 {
+		t.Fatalf("where: %v %v", recs, e)
+	}
+	recs, _ = jsonCall(t, srv.URL, "pool.get_all_records_where", s, `field "name_label"="other"`)
+	if len(recs.(map[string]any)) != 0 {
+		t.Fatalf("where mismatch: %v", recs)
+	}
+	// XML-RPC through an independent client
+	c, err := xmlrpc.NewClient(srv.URL+"/RPC2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Status string
+		Value  struct {
+			NameLabel string            `xmlrpc:"name_label"`
+			Master    string            `xmlrpc:"master"`
+			Other     map[string]string `xmlrpc:"other_config"`
+			HAEnabled bool              `xmlrpc:"ha_enabled"`
+		}
+	}
+	if err := c.Call("pool.get_record", []any{s, pool}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Status != "Success" || out.Value.NameLabel != "my pool" || !strings.HasPrefix(out.Value.Master, "OpaqueRef:") {
+		t.Fatalf("xml record: %+v", out)
+	}
+}

@@ -1,0 +1,300 @@
+package xapi
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/xapi-go/xapi-go/datamodel"
+	"github.com/xapi-go/xapi-go/store"
+)
+
+// Session limits, as xapi's.
+const (
+	sessionLastActiveRefresh = 600 * time.Second
+	sessionInactiveTimeout   = 24 * time.Hour
+	maxSessionsAnonymous     = 400
+	maxSessionsPerGroup      = 500
+	sessionGCInterval        = 30 * time.Second
+)
+
+type sessionInfo struct {
+	ref datamodel.SessionRef
+	rec *datamodel.SessionRecord
+}
+
+// checkSession validates the session argument of a call.
+func (s *Server) checkSession(ctx context.Context, raw any) (*sessionInfo, error) {
+	ref, _ := raw.(string)
+	o, ok := s.store.Get(datamodel.SessionClass, ref)
+	if !ok {
+		return nil, datamodel.ErrSessionInvalid(ref)
+	}
+	rec := o.(*datamodel.SessionRecord)
+	if !rec.Pool {
+		if err := s.assertMaster(); err != nil {
+			return nil, err
+		}
+	}
+	if time.Since(rec.LastActive) > sessionLastActiveRefresh {
+		s.touchSession(ref)
+	}
+	return &sessionInfo{ref: datamodel.SessionRef(ref), rec: rec}, nil
+}
+
+// touchSession refreshes last_active in the background.
+func (s *Server) touchSession(ref string) {
+	s.goBackground(func(ctx context.Context) {
+		op, err := store.Set(datamodel.SessionClass, ref, "last_active", time.Now().UTC())
+		if err == nil {
+			_, _ = s.store.Apply(ctx, op)
+		}
+	})
+}
+
+func (s *Server) goBackground(fn func(ctx context.Context)) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.bg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.bg.Done()
+		fn(s.ctx)
+	}()
+}
+
+// assertMaster answers HOST_IS_SLAVE on a host that is not the pool master.
+func (s *Server) assertMaster() error {
+	if s.store.IsLeader() {
+		return nil
+	}
+	addr, _ := s.store.Leader()
+	return datamodel.ErrHostIsSlave(s.masterAddress(addr))
+}
+
+// masterAddress maps the leader's raft address to its API address (host.address).
+func (s *Server) masterAddress(raftAddr string) string {
+	for _, e := range s.store.List(datamodel.PoolClass) {
+		p := e.Obj.(*datamodel.PoolRecord)
+		if h, ok := s.store.Get(datamodel.HostClass, string(p.Master)); ok {
+			return h.(*datamodel.HostRecord).Address
+		}
+	}
+	return raftAddr
+}
+
+// newSession creates and stores a session.
+func (s *Server) newSession(ctx context.Context, rec *datamodel.SessionRecord) (datamodel.SessionRef, error) {
+	now := time.Now().UTC()
+	rec.UUID = datamodel.NewUUID()
+	rec.ThisHost = s.hostRef
+	rec.LastActive = now
+	rec.ValidationTime = now
+	ref := datamodel.NewRef()
+	if err := s.apply(ctx, store.Create(ref, rec)); err != nil {
+		return "", err
+	}
+	s.enforceSessionLimit(rec)
+	return datamodel.SessionRef(ref), nil
+}
+
+// sessionGroup is the bucket xapi limits sessions by.
+func sessionGroup(r *datamodel.SessionRecord) (string, int) {
+	switch {
+	case r.Pool:
+		return "pool", 0
+	case r.IsLocalSuperuser || r.AuthUserName == "" || r.AuthUserName == "root":
+		if r.Originator == "" {
+			return "anonymous", maxSessionsAnonymous
+		}
+		return "originator:" + r.Originator, maxSessionsPerGroup
+	}
+	return "user:" + r.AuthUserName, maxSessionsPerGroup
+}
+
+// enforceSessionLimit destroys the least recently active sessions of the new
+// session's group beyond the group's limit.
+func (s *Server) enforceSessionLimit(rec *datamodel.SessionRecord) {
+	group, limit := sessionGroup(rec)
+	if limit == 0 {
+		return
+	}
+	var same []store.Entry
+	for _, e := range s.store.List(datamodel.SessionClass) {
+		if g, _ := sessionGroup(e.Obj.(*datamodel.SessionRecord)); g == group {
+			same = append(same, e)
+		}
+	}
+	if len(same) <= limit {
+		return
+	}
+	sort.Slice(same, func(i, j int) bool {
+		return same[i].Obj.(*datamodel.SessionRecord).LastActive.Before(same[j].Obj.(*datamodel.SessionRecord).LastActive)
+	})
+	var ops []store.Op
+	for _, e := range same[:len(same)-limit] {
+		ops = append(ops, store.Delete(datamodel.SessionClass, e.Ref))
+	}
+	s.goBackground(func(ctx context.Context) { s.deleteEach(ctx, ops) })
+}
+
+// deleteEach applies deletions one by one so a concurrent removal does not fail the rest.
+func (s *Server) deleteEach(ctx context.Context, ops []store.Op) {
+	for _, op := range ops {
+		_, _ = s.store.Apply(ctx, op)
+	}
+}
+
+// sessionGC expires inactive sessions periodically (leader only).
+func (s *Server) sessionGC(ctx context.Context, timeout time.Duration) {
+	t := time.NewTicker(sessionGCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.expireSessions(ctx, time.Now().Add(-timeout))
+	}
+}
+
+func (s *Server) expireSessions(ctx context.Context, before time.Time) {
+	if !s.store.IsLeader() {
+		return
+	}
+	var ops []store.Op
+	for _, e := range s.store.List(datamodel.SessionClass) {
+		if e.Obj.(*datamodel.SessionRecord).LastActive.Before(before) {
+			ops = append(ops, store.Delete(datamodel.SessionClass, e.Ref))
+		}
+	}
+	s.deleteEach(ctx, ops)
+}
+
+// sessionMessages implements the explicit messages of class session.
+type sessionMessages struct {
+	UnimplementedSessionMessages
+	s *Server
+}
+
+func (m *sessionMessages) LoginWithPassword(ctx context.Context, call *Call, uname, pwd, version, originator string) (datamodel.SessionRef, error) {
+	s := m.s
+	if err := s.assertMaster(); err != nil {
+		return "", err
+	}
+	rec := datamodel.NewSessionRecord()
+	rec.Originator = originator
+	switch {
+	case uname == "root" && s.auth.CheckRoot(pwd):
+		rec.IsLocalSuperuser = true
+		rec.AuthUserName = "root"
+	default:
+		u, ok := s.auth.CheckUser(uname, pwd)
+		if !ok {
+			s.authFailureDelay(ctx)
+			return "", datamodel.NewError(datamodel.CodeSessionAuthenticationFailed, uname, "Authentication failure")
+		}
+		subj, ok := s.subjectFor(u.Name)
+		if !ok {
+			return "", datamodel.NewError(datamodel.CodeSessionAuthorizationFailed, uname, "no subject for this user")
+		}
+		rec.Subject = subj
+		rec.AuthUserName = u.Name
+		rec.AuthUserSid = localSubjectID(u.Name)
+		rec.RbacPermissions = s.permissionsFor(u.Role)
+	}
+	return s.newSession(ctx, rec)
+}
+
+func (s *Server) authFailureDelay(ctx context.Context) {
+	d := s.cfg.AuthFailureDelay
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (m *sessionMessages) SlaveLogin(ctx context.Context, call *Call, host datamodel.HostRef, psecret string) (datamodel.SessionRef, error) {
+	return m.s.poolLogin(ctx, psecret, false)
+}
+
+func (m *sessionMessages) SlaveLocalLogin(ctx context.Context, call *Call, psecret string) (datamodel.SessionRef, error) {
+	return m.s.poolLogin(ctx, psecret, true)
+}
+
+func (s *Server) poolLogin(ctx context.Context, psecret string, local bool) (datamodel.SessionRef, error) {
+	if psecret == "" || psecret != s.auth.PoolSecret() {
+		s.authFailureDelay(ctx)
+		return "", datamodel.NewError(datamodel.CodeSessionAuthenticationFailed, "", "pool secret mismatch")
+	}
+	rec := datamodel.NewSessionRecord()
+	rec.Pool = !local
+	rec.IsLocalSuperuser = true
+	rec.AuthUserName = "root"
+	return s.newSession(ctx, rec)
+}
+
+func (m *sessionMessages) Logout(ctx context.Context, call *Call) error {
+	return m.s.apply(ctx, store.Delete(datamodel.SessionClass, string(call.Session)))
+}
+
+func (m *sessionMessages) LocalLogout(ctx context.Context, call *Call) error {
+	return m.Logout(ctx, call)
+}
+
+func (m *sessionMessages) ChangePassword(ctx context.Context, call *Call, oldPwd, newPwd string) error {
+	if !call.SessionRec.IsLocalSuperuser {
+		return datamodel.NewError(datamodel.CodeUserIsNotLocalSuperuser, call.SessionRec.AuthUserName)
+	}
+	if !m.s.auth.CheckRoot(oldPwd) {
+		return datamodel.NewError(datamodel.CodeChangePasswordRejected, "old password is not correct")
+	}
+	return m.s.auth.SetRootPassword(newPwd)
+}
+
+func (m *sessionMessages) GetAllSubjectIdentifiers(ctx context.Context, call *Call) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range m.s.store.List(datamodel.SessionClass) {
+		sid := e.Obj.(*datamodel.SessionRecord).AuthUserSid
+		if sid != "" && !seen[sid] {
+			seen[sid] = true
+			out = append(out, sid)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (m *sessionMessages) LogoutSubjectIdentifier(ctx context.Context, call *Call, sid string) error {
+	var ops []store.Op
+	for _, e := range m.s.store.List(datamodel.SessionClass) {
+		if e.Obj.(*datamodel.SessionRecord).AuthUserSid == sid && e.Ref != string(call.Session) {
+			ops = append(ops, store.Delete(datamodel.SessionClass, e.Ref))
+		}
+	}
+	m.s.deleteEach(ctx, ops)
+	return nil
+}
+
+func localSubjectID(name string) string { return "local:" + name }
+
+// subjectFor finds the subject object of a local user.
+func (s *Server) subjectFor(name string) (datamodel.SubjectRef, bool) {
+	id := localSubjectID(name)
+	for _, e := range s.store.List(datamodel.SubjectClass) {
+		if e.Obj.(*datamodel.SubjectRecord).SubjectIdentifier == id {
+			return datamodel.SubjectRef(e.Ref), true
+		}
+	}
+	return "", false
+}

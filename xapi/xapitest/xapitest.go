@@ -1,0 +1,69 @@
+// Package xapitest starts a complete single-host XenAPI server in process (an
+// in-memory one-node store, the API server and an HTTP test server) for tests.
+package xapitest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/xapi-go/xapi-go/store"
+	"github.com/xapi-go/xapi-go/xapi"
+)
+
+// RootPassword is the root password of test servers.
+const RootPassword = "xapi-test-password"
+
+// Server is a running test server.
+type Server struct {
+	URL   string
+	API   *xapi.Server
+	Store *store.Store
+	HTTP  *httptest.Server
+}
+
+// Options tune a test server.
+type Options struct {
+	// Users are local users to create before start: name -> role (password = name).
+	Users map[string]string
+	// Configure, if set, may change the xapi config before the server starts.
+	Configure func(*xapi.Config)
+}
+
+// NewServer starts a server that is torn down when the test ends.
+func NewServer(t testing.TB, opts Options) *Server {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, trans := raft.NewInmemTransport(raft.ServerAddress("node1"))
+	st, err := store.Open(ctx, store.Config{NodeID: "node1", Transport: trans, InMemory: true, Bootstrap: true, Logger: log,
+		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("store: %v", err)
+	}
+	auth := xapi.NewMemoryAuth(RootPassword)
+	for name, role := range opts.Users {
+		if err := auth.AddUser(name, role, name); err != nil {
+			t.Fatalf("user %s: %v", name, err)
+		}
+	}
+	cfg := xapi.Config{Store: st, Auth: auth, Logger: log, Hostname: "testhost", Address: "127.0.0.1"}
+	if opts.Configure != nil {
+		opts.Configure(&cfg)
+	}
+	api, err := xapi.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("xapi: %v", err)
+	}
+	hs := httptest.NewServer(api.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		_ = api.Close()
+		_ = st.Close()
+	})
+	return &Server{URL: hs.URL, API: api, Store: st, HTTP: hs}
+}
