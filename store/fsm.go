@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -73,6 +74,9 @@ type fsm struct {
 
 	applied atomic.Uint64
 
+	waitMu sync.Mutex    // guards waitCh
+	waitCh chan struct{} // closed and cleared after each applied entry; nil if nobody waits
+
 	subMu sync.Mutex                  // serialises changes of subs
 	subs  atomic.Pointer[[]*subscriber] // copy on write
 }
@@ -117,9 +121,36 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 func (f *fsm) finish(cs *ChangeSet) {
 	f.applied.Store(cs.Index)
+	f.waitMu.Lock()
+	if f.waitCh != nil {
+		close(f.waitCh)
+		f.waitCh = nil
+	}
+	f.waitMu.Unlock()
 	if p := f.subs.Load(); p != nil {
 		for _, s := range *p {
 			s.fn(cs)
+		}
+	}
+}
+
+// waitApplied waits until the applied index reaches index.
+func (f *fsm) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.waitMu.Lock()
+		if f.applied.Load() >= index {
+			f.waitMu.Unlock()
+			return nil
+		}
+		if f.waitCh == nil {
+			f.waitCh = make(chan struct{})
+		}
+		ch := f.waitCh
+		f.waitMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
