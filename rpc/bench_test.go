@@ -2,7 +2,9 @@ package rpc
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,4 +301,50 @@ func BenchmarkDecodeJSONCall(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchServer measures a whole get_all_records-sized call through the HTTP
+// server over loopback, including reading the whole body on the client side.
+func benchServer(b *testing.B, path, body string) {
+	d := &fakeDispatcher{}
+	h := NewHandler(benchDispatcher{d}, Options{})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := srv.Client()
+	do := func() int64 {
+		resp, err := client.Post(srv.URL+path, "text/xml", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatal(err, resp.StatusCode)
+		}
+		return n
+	}
+	b.SetBytes(do())
+	b.ReportAllocs()
+	for b.Loop() {
+		do()
+	}
+}
+
+// benchDispatcher drops the call log so the benchmark does not grow memory.
+type benchDispatcher struct{ d *fakeDispatcher }
+
+func (b benchDispatcher) Dispatch(ctx context.Context, c *Call) Response {
+	r := b.d.Dispatch(ctx, c)
+	b.d.mu.Lock()
+	b.d.calls = nil
+	b.d.mu.Unlock()
+	return r
+}
+
+func BenchmarkServerXMLRecords(b *testing.B) {
+	benchServer(b, "/", strings.Replace(xmlCall(`<value><i4>10000</i4></value>`), "m.x", "big", 1))
+}
+
+func BenchmarkServerJSONRecords(b *testing.B) {
+	benchServer(b, "/jsonrpc", `{"jsonrpc":"2.0","id":1,"method":"big","params":[10000]}`)
 }

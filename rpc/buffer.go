@@ -20,7 +20,6 @@ const (
 	maxPooledCap = 1 << 20
 )
 
-
 // outBuf is the buffered output shared by the encoders.
 type outBuf struct {
 	buf     []byte

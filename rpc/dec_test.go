@@ -118,6 +118,7 @@ func TestDecodeXMLCallShapes(t *testing.T) {
 		`<?xml version="1.0" encoding="UTF-8"?><methodCall><methodName>system.listMethods</methodName><params></params></methodCall>`,
 		`<?xml version="1.0" encoding="ISO-8859-1"?><methodCall><methodName>system.listMethods</methodName><params></params></methodCall>`,
 		"<methodCall>\n <methodName> system.listMethods </methodName>\n</methodCall>\n<!-- trailing -->\n",
+		"\xef\xbb\xbf<?xml version=\"1.0\"?><methodCall><methodName>system.listMethods</methodName></methodCall>",
 	} {
 		c, err := DecodeXMLCall(strings.NewReader(in))
 		if err != nil {
@@ -200,6 +201,7 @@ func TestDecodeJSONCall(t *testing.T) {
 			JSONRPC2, "m", []any{"s", int64(1), int64(-2), 1.5, 1000.0, 2.0, true, false, nil,
 				[]any{int64(1), []any{int64(2)}}, map[string]any{"a": map[string]any{"b": int64(3)}, "c": []any{4.5}}, 9223372036854775808.0}, `1`},
 		{"whitespace", " {\n \"id\" : 3 , \"method\":\"m\",\"params\":[ ]}\n", JSONRPC1, "m", []any{}, `3`},
+		{"bom", "\xef\xbb\xbf{\"id\":1,\"method\":\"m\",\"params\":[]}", JSONRPC1, "m", []any{}, `1`},
 		{"big id", `{"id":9223372036854775807,"method":"m","params":[]}`, JSONRPC1, "m", []any{}, `9223372036854775807`},
 	}
 	for _, tc := range tests {

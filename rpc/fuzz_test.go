@@ -346,6 +346,8 @@ func normalize(v any, xml bool) any {
 	switch v := v.(type) {
 	case nil:
 		return ""
+	case string:
+		return (&treeGen{xml: xml}).sanitize(v)
 	case int64:
 		if xml {
 			return strconv.FormatInt(v, 10)

@@ -15,6 +15,7 @@ import (
 // to string, int64 (numbers without fraction or exponent that fit), float64,
 // bool, []any, map[string]any and nil. Errors are *MalformedError.
 func DecodeJSONCall(b []byte) (call *Call, id json.RawMessage, err error) {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, nil, malformed("%v", err)

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/xml"
@@ -37,7 +38,11 @@ type xmlDecoder struct {
 // and string (<base64>, decoded). Whitespace between tags is ignored. Errors
 // are *MalformedError.
 func DecodeXMLCall(r io.Reader) (*Call, error) {
-	x := &xmlDecoder{d: xml.NewDecoder(r)}
+	br := bufio.NewReader(r)
+	if bom, _ := br.Peek(3); string(bom) == "\xef\xbb\xbf" {
+		_, _ = br.Discard(3)
+	}
+	x := &xmlDecoder{d: xml.NewDecoder(br)}
 	x.d.CharsetReader = charsetReader
 	root, err := x.nextStart()
 	if err != nil {

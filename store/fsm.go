@@ -77,7 +77,7 @@ type fsm struct {
 	waitMu sync.Mutex    // guards waitCh
 	waitCh chan struct{} // closed and cleared after each applied entry; nil if nobody waits
 
-	subMu sync.Mutex                  // serialises changes of subs
+	subMu sync.Mutex                    // serialises changes of subs
 	subs  atomic.Pointer[[]*subscriber] // copy on write
 }
 

@@ -77,13 +77,33 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	enc := json.NewEncoder(bw)
-	if err := enc.Encode(snapHeader{Version: snapshotVersion, Index: s.index}); err != nil {
+	line, err := json.Marshal(snapHeader{Version: snapshotVersion, Index: s.index})
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	if _, err := bw.Write(line); err != nil {
 		return err
 	}
 	for _, cl := range s.classes {
+		cname, err := json.Marshal(cl.name)
+		if err != nil {
+			return err
+		}
 		for _, e := range cl.entries {
-			if err := enc.Encode(snapRecord{Class: cl.name, Ref: e.Ref, Rec: datamodel.MarshalRecord(e.Obj)}); err != nil {
+			// A hand-assembled snapRecord: the record is already compact JSON.
+			ref, err := json.Marshal(e.Ref)
+			if err != nil {
+				return err
+			}
+			line = append(line[:0], `{"c":`...)
+			line = append(line, cname...)
+			line = append(line, `,"r":`...)
+			line = append(line, ref...)
+			line = append(line, `,"rec":`...)
+			line = append(line, datamodel.MarshalRecord(e.Obj)...)
+			line = append(line, "}\n"...)
+			if _, err := bw.Write(line); err != nil {
 				return err
 			}
 		}

@@ -256,11 +256,28 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // waitReady waits for a leader and for this replica to apply everything the
 // cluster has committed.
+//
+// On the leader a barrier proves it. A follower cannot ask the leader for its
+// commit index through raft, and what it learns arrives in batches of at most
+// MaxAppendEntries entries, each capped at the last entry received; so a
+// follower counts as caught up once, with a leader known, its commit index
+// equals its last log index, everything is applied, and neither has moved for
+// a quiet window of 5×CommitTimeout (at least 100 ms) — long enough for the
+// leader's periodic replication to have delivered anything missing. Under a
+// constant write load the window may never be quiet; StartupTimeout then ends
+// the wait with a warning. Callers that need a hard guarantee ask the leader
+// for an index and use WaitApplied.
 func (s *Store) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartupTimeout)
 	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
+	const tickEvery = 10 * time.Millisecond
+	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
+	quietFor := max(5*s.cfg.CommitTimeout, 100*time.Millisecond)
+	var (
+		quiet time.Duration
+		prev  uint64
+	)
 	for {
 		switch {
 		case s.raft.State() == raft.Leader:
@@ -272,12 +289,21 @@ func (s *Store) waitReady(ctx context.Context) error {
 			if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
 				return fmt.Errorf("store: startup barrier: %w", err)
 			}
+			quiet = 0
 		case s.leaderKnown():
-			// A follower: applied catches up with the commit index the leader
-			// told us about.
-			if ci := s.statUint("commit_index"); ci > 0 && s.raft.AppliedIndex() >= ci {
-				return nil
+			st := s.raft.Stats()
+			ci := parseUint(st["commit_index"])
+			if ci > 0 && ci == prev && ci == parseUint(st["last_log_index"]) && s.raft.AppliedIndex() >= ci {
+				quiet += tickEvery
+				if quiet >= quietFor {
+					return nil
+				}
+			} else {
+				quiet = 0
 			}
+			prev = ci
+		default:
+			quiet = 0
 		}
 		select {
 		case <-tick.C:
@@ -285,21 +311,21 @@ func (s *Store) waitReady(ctx context.Context) error {
 			if cerr := context.Cause(ctx); !errors.Is(cerr, context.DeadlineExceeded) || s.singleVoter() {
 				return fmt.Errorf("store: waiting for raft leadership and catch-up: %w", cerr)
 			}
-			s.log.Warn("no raft leader reachable at startup; serving possibly stale state",
+			s.log.Warn("not caught up with a raft leader at startup; serving possibly stale state",
 				"applied_index", s.AppliedIndex())
 			return nil
 		}
 	}
 }
 
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
+
 func (s *Store) leaderKnown() bool {
 	addr, _ := s.raft.LeaderWithID()
 	return addr != ""
-}
-
-func (s *Store) statUint(name string) uint64 {
-	v, _ := strconv.ParseUint(s.raft.Stats()[name], 10, 64)
-	return v
 }
 
 func (s *Store) singleVoter() bool {

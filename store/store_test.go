@@ -272,12 +272,11 @@ func TestCluster(t *testing.T) {
 	stores := cluster(t, 3)
 	leader := stores[0]
 	vm := mustClass(t, "VM")
-	var last uint64
 	for i := range 30 {
 		ref := fmt.Sprintf("OpaqueRef:%d", i)
-		last = apply(t, leader, Create(ref, newVM(t, datamodel.NewUUID(), "x")), must(MapAdd(vm, ref, "other_config", "i", fmt.Sprint(i)))(t))
+		apply(t, leader, Create(ref, newVM(t, datamodel.NewUUID(), "x")), must(MapAdd(vm, ref, "other_config", "i", fmt.Sprint(i)))(t))
 	}
-	last = apply(t, leader, Delete(vm, "OpaqueRef:0"))
+	last := apply(t, leader, Delete(vm, "OpaqueRef:0"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, s := range stores[1:] {
@@ -400,5 +399,115 @@ func TestConcurrentApplyAndRead(t *testing.T) {
 	}
 	if n := s.Count(vm); n != writers*perWriter/2 {
 		t.Fatalf("count %d", n)
+	}
+}
+
+// A replica that joins after the leader compacted its log gets a snapshot
+// install (FSM.Restore through raft) and then follows the log.
+func TestClusterSnapshotInstall(t *testing.T) {
+	t.Parallel()
+	vm := mustClass(t, "VM")
+	_, t0 := raft.NewInmemTransport("")
+	_, t1 := raft.NewInmemTransport("")
+	t0.Connect(t1.LocalAddr(), t1)
+	t1.Connect(t0.LocalAddr(), t0)
+	cfg := testConfig(t, "n0")
+	cfg.InMemory, cfg.Transport, cfg.Bootstrap, cfg.TrailingLogs = true, t0, true, 2
+	leader := openStore(t, cfg)
+	defer leader.Close()
+	for i := range 50 {
+		apply(t, leader, Create(fmt.Sprintf("OpaqueRef:%d", i), newVM(t, datamodel.NewUUID(), "x")))
+	}
+	if err := leader.Raft().Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	cfg = testConfig(t, "n1")
+	cfg.InMemory, cfg.Transport = true, t1
+	follower := openStore(t, cfg)
+	defer follower.Close()
+	resets := make(chan uint64, 10)
+	follower.Subscribe(func(cs *ChangeSet) {
+		if cs.Reset {
+			resets <- cs.Index
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.AddNonvoter(ctx, "n1", follower.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	last := apply(t, leader, Delete(vm, "OpaqueRef:0"))
+	if err := follower.WaitApplied(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-resets:
+	default:
+		t.Fatal("no snapshot install seen")
+	}
+	if follower.Count(vm) != 49 {
+		t.Fatalf("follower has %d", follower.Count(vm))
+	}
+}
+
+// A follower on disk restarts: Open replays its log, finds the leader and
+// catches up with what was committed while it was down before returning.
+func TestFollowerRestart(t *testing.T) {
+	t.Parallel()
+	vm := mustClass(t, "VM")
+	addrs := []raft.ServerAddress{"a0", "a1", "a2"}
+	trans := make([]*raft.InmemTransport, 3)
+	connect := func(i int) {
+		for j := range trans {
+			if i != j && trans[j] != nil {
+				trans[i].Connect(addrs[j], trans[j])
+				trans[j].Connect(addrs[i], trans[i])
+			}
+		}
+	}
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	cfgs := make([]Config, 3)
+	stores := make([]*Store, 3)
+	for i := range stores {
+		_, trans[i] = raft.NewInmemTransport(addrs[i])
+		connect(i)
+		cfgs[i] = testConfig(t, fmt.Sprintf("n%d", i))
+		cfgs[i].DataDir, cfgs[i].Transport, cfgs[i].Bootstrap = dirs[i], trans[i], i == 0
+		stores[i] = openStore(t, cfgs[i])
+	}
+	defer func() {
+		for _, s := range stores {
+			_ = s.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 1; i < 3; i++ {
+		if err := stores[0].AddVoter(ctx, stores[i].NodeID(), string(addrs[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		apply(t, stores[0], Create(fmt.Sprintf("OpaqueRef:%d", i), newVM(t, datamodel.NewUUID(), "x")))
+	}
+	// n2 goes down; the other two keep a quorum and commit more.
+	if err := stores[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	trans[0].Disconnect(addrs[2])
+	trans[1].Disconnect(addrs[2])
+	var last uint64
+	for i := 20; i < 40; i++ {
+		last = apply(t, stores[0], Create(fmt.Sprintf("OpaqueRef:%d", i), newVM(t, datamodel.NewUUID(), "x")))
+	}
+	_, trans[2] = raft.NewInmemTransport(addrs[2])
+	connect(2)
+	cfgs[2].Transport = trans[2]
+	stores[2] = openStore(t, cfgs[2])
+	if got := stores[2].AppliedIndex(); got < last {
+		t.Fatalf("restarted follower returned from Open at %d, before %d", got, last)
+	}
+	if stores[2].Count(vm) != 40 {
+		t.Fatalf("restarted follower has %d", stores[2].Count(vm))
 	}
 }

@@ -5,5 +5,8 @@ package xapi
 func (s *Server) builtinImpl() *Impl {
 	impl := NewUnimplemented()
 	impl.Session = &sessionMessages{s: s}
+	impl.VM = &vmMessages{s: s}
+	impl.Host = &hostMessages{s: s}
+	impl.Task = &taskMessages{s: s}
 	return impl
 }

@@ -40,46 +40,15 @@ func (s *Server) runImplicit(ctx context.Context, call *Call, args []any) (any, 
 		}
 		return o.Field(m.Field.Index), nil
 	case "setter":
-		ref, err := s.existing(c, args[0])
-		if err != nil {
-			return nil, err
-		}
-		op, err := store.Set(c, ref, m.Field.Name, args[1])
-		if err != nil {
-			return nil, err
-		}
-		return nil, s.apply(ctx, op)
-	case "add", "remove":
-		ref, err := s.existing(c, args[0])
-		if err != nil {
-			return nil, err
-		}
-		var op store.Op
-		if m.Implicit == "add" {
-			op, err = store.SetAdd(c, ref, m.Field.Name, args[1])
-		} else {
-			op, err = store.SetRemove(c, ref, m.Field.Name, args[1])
-		}
-		if err != nil {
-			return nil, err
-		}
-		return nil, s.apply(ctx, op)
-	case "add_to", "remove_from":
-		ref, err := s.existing(c, args[0])
-		if err != nil {
-			return nil, err
-		}
-		key := keyString(args[1])
-		var op store.Op
-		if m.Implicit == "add_to" {
-			op, err = store.MapAdd(c, ref, m.Field.Name, key, args[2])
-		} else {
-			op, err = store.MapRemove(c, ref, m.Field.Name, key)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return nil, s.apply(ctx, op)
+		return nil, s.setField(ctx, c, args[0], m.Field.Name, args[1])
+	case "add":
+		return nil, s.setAdd(ctx, c, args[0], m.Field.Name, args[1])
+	case "remove":
+		return nil, s.setRemove(ctx, c, args[0], m.Field.Name, args[1])
+	case "add_to":
+		return nil, s.mapAdd(ctx, c, args[0], m.Field.Name, args[1], args[2])
+	case "remove_from":
+		return nil, s.mapRemove(ctx, c, args[0], m.Field.Name, args[1])
 	case "create":
 		rec, ok := args[0].(datamodel.Object)
 		if !ok {

@@ -61,6 +61,16 @@ func buildMethods() (*methodSet, error) {
 			}
 			p.def = v
 		}
+		// explicit messages that edit a map field carry the field for per-key RBAC
+		if m.Implicit == "" && m.Field == nil {
+			for _, pre := range []string{"add_to_", "remove_from_"} {
+				if name, ok := strings.CutPrefix(m.Message, pre); ok {
+					if f, ok := m.Class.FieldByName(name); ok && f.Type.Kind == datamodel.KindMap {
+						m.Field = f
+					}
+				}
+			}
+		}
 		ms.byName[m.Name] = m
 		ms.alt[m.Class.Name+"_"+m.Message] = m
 		ms.list = append(ms.list, m)

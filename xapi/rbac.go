@@ -68,7 +68,7 @@ func (s *Server) authorize(call *Call, m *Method, args []any) error {
 		return nil
 	}
 	req, perm := m.Role, m.permission
-	if (m.Implicit == "add_to" || m.Implicit == "remove_from") && m.Field != nil && len(m.Field.MapKeyRoles) > 0 {
+	if m.Field != nil && len(m.Field.MapKeyRoles) > 0 && (strings.HasPrefix(m.Message, "add_to_") || strings.HasPrefix(m.Message, "remove_from_")) {
 		if r, k, ok := mapKeyRole(m.Field, keyString(args[1])); ok {
 			req, perm = r, perm+"/key:"+strings.ToLower(k)
 		}

@@ -223,6 +223,19 @@ func (s *Server) authFailureDelay(ctx context.Context) {
 	}
 }
 
+// SlaveLocalLoginWithPassword gives a local-only session to root on this host
+// (emergency mode), whether or not it is the master.
+func (m *sessionMessages) SlaveLocalLoginWithPassword(ctx context.Context, call *Call, uname, pwd string) (datamodel.SessionRef, error) {
+	if uname != "root" || !m.s.auth.CheckRoot(pwd) {
+		m.s.authFailureDelay(ctx)
+		return "", datamodel.NewError(datamodel.CodeSessionAuthenticationFailed, uname, "Authentication failure")
+	}
+	rec := datamodel.NewSessionRecord()
+	rec.IsLocalSuperuser = true
+	rec.AuthUserName = "root"
+	return m.s.newSession(ctx, rec)
+}
+
 func (m *sessionMessages) SlaveLogin(ctx context.Context, call *Call, host datamodel.HostRef, psecret string) (datamodel.SessionRef, error) {
 	return m.s.poolLogin(ctx, psecret, false)
 }

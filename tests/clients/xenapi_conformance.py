@@ -171,32 +171,35 @@ def main():
         seen["vm"] = templates[0]
         return "%d VMs, %d templates" % (len(vms), len(templates))
 
-    def name_label_round_trip():
-        vm = seen["vm"]
-        old = x.VM.get_name_label(vm)
+    def name_label_round_trip(cls, ref):
+        api = getattr(x, cls)
+        old = api.get_name_label(ref)
         new = "xapi-go conformance \u00e9\u00e8 <&> " + str(uuid.uuid4())[:8]
-        x.VM.set_name_label(vm, new)
-        got = x.VM.get_name_label(vm)
-        check(got == new, "VM.get_name_label after set: %r, want %r" % (got, new))
-        check(x.VM.get_record(vm)["name_label"] == new, "VM.get_record name_label not updated")
-        x.VM.set_name_label(vm, old)
-        check(x.VM.get_name_label(vm) == old, "name_label not restored")
+        api.set_name_label(ref, new)
+        got = api.get_name_label(ref)
+        check(got == new, "%s.get_name_label after set: %r, want %r" % (cls, got, new))
+        check(api.get_record(ref)["name_label"] == new, "%s.get_record name_label not updated" % cls)
+        api.set_name_label(ref, old)
+        check(api.get_name_label(ref) == old, "%s name_label not restored" % cls)
 
-    def other_config_round_trip():
-        vm = seen["vm"]
+    def other_config_round_trip(cls, ref):
+        api = getattr(x, cls)
         key = "xapi-go-conformance-" + str(uuid.uuid4())[:8]
-        x.VM.add_to_other_config(vm, key, "v1")
-        oc = x.VM.get_other_config(vm)
-        check(oc.get(key) == "v1", "other_config after add: %r" % (oc.get(key),))
-        vm_uuid = x.VM.get_uuid(vm)
-        expect_failure("VM.add_to_other_config with an existing key",
-                       lambda: x.VM.add_to_other_config(vm, key, "v2"),
-                       "MAP_DUPLICATE_KEY", ["VM", "other_config", vm_uuid, key])
-        check(x.VM.get_other_config(vm).get(key) == "v1", "failed add changed the value")
-        x.VM.remove_from_other_config(vm, key)
-        check(key not in x.VM.get_other_config(vm), "key still present after remove_from_other_config")
+        api.add_to_other_config(ref, key, "v1")
+        oc = api.get_other_config(ref)
+        check(oc.get(key) == "v1", "%s.other_config after add: %r" % (cls, oc.get(key)))
+        obj_uuid = api.get_uuid(ref)
+        expect_failure("%s.add_to_other_config with an existing key" % cls,
+                       lambda: api.add_to_other_config(ref, key, "v2"),
+                       "MAP_DUPLICATE_KEY", [cls, "other_config", obj_uuid, key])
+        check(api.get_other_config(ref).get(key) == "v1", "failed add changed the value")
+        api.remove_from_other_config(ref, key)
+        check(key not in api.get_other_config(ref), "key still present after remove_from_other_config")
         # Removing an absent key is not an error in xapi.
-        x.VM.remove_from_other_config(vm, key)
+        api.remove_from_other_config(ref, key)
+
+    def pool_ref():
+        return x.pool.get_all()[0]
 
     def errors():
         bad = "OpaqueRef:" + str(uuid.uuid4())
@@ -225,10 +228,12 @@ def main():
         run("pool/host records", pool_and_host)
         run("system.listMethods", list_methods)
         run("every get_all_records", all_records)
-        run("template VM", template)
-        run("VM.set_name_label round trip", name_label_round_trip)
-        run("VM other_config add/duplicate/remove", other_config_round_trip)
+        run("pool.set_name_label round trip", lambda: name_label_round_trip("pool", pool_ref()))
+        run("pool other_config add/duplicate/remove", lambda: other_config_round_trip("pool", pool_ref()))
         run("error cases", errors)
+        run("template VM", template)
+        run("VM.set_name_label round trip", lambda: name_label_round_trip("VM", seen["vm"]))
+        run("VM other_config add/duplicate/remove", lambda: other_config_round_trip("VM", seen["vm"]))
         run("logout", logout)
     except CheckFailed as e:
         sys.stderr.write("FAIL %s: %s\n" % (step[0], e))

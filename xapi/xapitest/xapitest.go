@@ -4,6 +4,7 @@ package xapitest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -37,18 +38,29 @@ type Options struct {
 // NewServer starts a server that is torn down when the test ends.
 func NewServer(t testing.TB, opts Options) *Server {
 	t.Helper()
+	srv, stop, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return srv
+}
+
+// Start starts a server outside of a test; call stop to tear it down.
+func Start(opts Options) (srv *Server, stop func(), err error) {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	_, trans := raft.NewInmemTransport(raft.ServerAddress("node1"))
 	st, err := store.Open(ctx, store.Config{NodeID: "node1", Transport: trans, InMemory: true, Bootstrap: true, Logger: log,
 		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond})
 	if err != nil {
-		t.Fatalf("store: %v", err)
+		return nil, nil, fmt.Errorf("store: %w", err)
 	}
 	auth := xapi.NewMemoryAuth(RootPassword)
 	for name, role := range opts.Users {
 		if err := auth.AddUser(name, role, name); err != nil {
-			t.Fatalf("user %s: %v", name, err)
+			_ = st.Close()
+			return nil, nil, fmt.Errorf("user %s: %w", name, err)
 		}
 	}
 	cfg := xapi.Config{Store: st, Auth: auth, Logger: log, Hostname: "testhost", Address: "127.0.0.1"}
@@ -57,13 +69,14 @@ func NewServer(t testing.TB, opts Options) *Server {
 	}
 	api, err := xapi.New(ctx, cfg)
 	if err != nil {
-		t.Fatalf("xapi: %v", err)
+		_ = st.Close()
+		return nil, nil, fmt.Errorf("xapi: %w", err)
 	}
 	hs := httptest.NewServer(api.Handler())
-	t.Cleanup(func() {
+	stop = func() {
 		hs.Close()
 		_ = api.Close()
 		_ = st.Close()
-	})
-	return &Server{URL: hs.URL, API: api, Store: st, HTTP: hs}
+	}
+	return &Server{URL: hs.URL, API: api, Store: st, HTTP: hs}, stop, nil
 }

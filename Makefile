@@ -1,0 +1,125 @@
+# xapi-go: a XenAPI server in Go. `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := bin
+VAR       := var
+# `make run`
+RUN_LISTEN     ?= 127.0.0.1:8080
+RUN_TLS_LISTEN ?= 127.0.0.1:8443
+RUN_DATA       ?= $(VAR)/xapid
+# `make fuzz`: time per fuzz target
+FUZZTIME  ?= 30s
+# `make bench`: -benchtime per benchmark, and where the raw output goes
+BENCHTIME ?= 1s
+BENCH_OUT ?= $(VAR)/bench.txt
+# packages whose unit tests run under the race detector in `make test`
+# (everything but the real-client tests, which run once against the binary)
+UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/tests/')
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$($(GO) env GOPATH)/bin/staticcheck")
+# directories holding generated *.gen.go files
+GEN_DIRS  := datamodel xapi
+
+.PHONY: help build run test unit-test client-test generate check-generated bench api-coverage fuzz lint clean
+
+help: ## list the targets
+	@echo "xapi-go make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: FUZZTIME=$(FUZZTIME) BENCHTIME=$(BENCHTIME) RUN_LISTEN=$(RUN_LISTEN) RUN_DATA=$(RUN_DATA)"
+
+build: ## build bin/xapid (the daemon) and bin/xapigen (the code generator)
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/xapid ./cmd/xapid
+	$(GO) build -o $(BIN)/xapigen ./cmd/xapigen
+
+run: build ## start one host on $(RUN_LISTEN) (HTTPS $(RUN_TLS_LISTEN)), data under ./var/
+	@mkdir -p $(RUN_DATA)
+	@pw="$(CURDIR)/$(RUN_DATA)/root-password"; \
+	echo "== xapid: http://$(RUN_LISTEN)/  https://$(RUN_TLS_LISTEN)/ (self-signed)  data: $(RUN_DATA)"; \
+	if [ -n "$${XAPI_ROOT_PASSWORD:-}" ]; then \
+		echo "== root password: the value of \$$XAPI_ROOT_PASSWORD"; \
+		pyexpr="os.environ['XAPI_ROOT_PASSWORD']"; jsexpr="process.env.XAPI_ROOT_PASSWORD"; \
+	else \
+		echo "== root password: in $$pw (generated on first start; set XAPI_ROOT_PASSWORD to choose one)"; \
+		pyexpr="open('$$pw').read().strip()"; jsexpr="fs.readFileSync('$$pw', 'utf8').trim()"; \
+	fi; \
+	echo "== connect with XenAPI.py (apt-get install python3-os-xenapi):"; \
+	echo "   /usr/bin/python3 -c \"import os; from os_xenapi.client import XenAPI; s = XenAPI.Session('http://$(RUN_LISTEN)'); s.xenapi.login_with_password('root', $$pyexpr); print(s.xenapi.pool.get_all_records())\""; \
+	echo "== connect with npm xen-api (npm ci --prefix tests/clients):"; \
+	echo "   (cd tests/clients && node --input-type=module -e \"import fs from 'node:fs'; import { createClient } from 'xen-api'; const x = createClient({ url: 'http://$(RUN_LISTEN)', auth: { user: 'root', password: $$jsexpr }, watchEvents: false }); await x.connect(); console.log(await x.call('pool.get_all_records')); await x.disconnect(); process.exit(0)\")"; \
+	echo "== stop with Ctrl-C"
+	exec $(BIN)/xapid --data-dir $(RUN_DATA) --listen $(RUN_LISTEN) --tls-listen $(RUN_TLS_LISTEN)
+
+test: build ## go vet, unit tests with -race, generated-code check, real-client tests
+	$(GO) vet ./...
+	$(MAKE) --no-print-directory check-generated
+	$(MAKE) --no-print-directory unit-test
+	$(MAKE) --no-print-directory client-test
+
+unit-test: ## unit tests of every package under the race detector
+	$(GO) test -race -timeout 12m $(UNIT_PKGS)
+
+client-test: build ## XenAPI.py and npm xen-api against bin/xapid (skips if not installed unless XAPI_CLIENT_TESTS_REQUIRED=1)
+	XAPID_BIN="$(CURDIR)/$(BIN)/xapid" $(GO) test -count=1 -timeout 10m -v ./tests/clients/...
+
+generate: ## regenerate datamodel/*.gen.go and xapi/*.gen.go from the schema
+	$(GO) run ./cmd/xapigen
+
+check-generated: ## fail if `make generate` would change any *.gen.go file
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) run ./cmd/xapigen -root "$$tmp"; \
+	stale=0; \
+	for d in $(GEN_DIRS); do \
+		for f in $$d/*.gen.go; do \
+			[ -e "$$f" ] || continue; \
+			if [ ! -e "$$tmp/$$f" ]; then echo "stale: $$f is no longer generated"; stale=1; \
+			elif ! cmp -s "$$f" "$$tmp/$$f"; then echo "stale: $$f differs from the generator's output"; \
+				diff -u "$$f" "$$tmp/$$f" | head -20; stale=1; fi; \
+		done; \
+	done; \
+	for f in $$(cd "$$tmp" && find . -name '*.gen.go' | sed 's|^\./||'); do \
+		[ -e "$$f" ] || { echo "missing: $$f would be created by the generator"; stale=1; }; \
+	done; \
+	if [ $$stale -ne 0 ]; then echo "generated code is stale: run 'make generate' and commit the result"; exit 1; fi; \
+	echo "generated code is up to date"
+
+bench: ## run every benchmark once and print a table (raw output in var/bench.txt)
+	@mkdir -p $(VAR)
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $$($(GO) list ./... | grep -v '/tests/') | tee $(BENCH_OUT)
+	@echo
+	@awk '/^pkg: / {pkg=$$2; sub(/^github.com\/xapi-go\/xapi-go\//, "", pkg)} \
+		/^Benchmark/ { ns=""; b=""; a=""; \
+			for (i=3; i<=NF; i++) { if ($$(i+1)=="ns/op") ns=$$i; if ($$(i+1)=="B/op") b=$$i; if ($$(i+1)=="allocs/op") a=$$i; } \
+			rows[++n]=sprintf("| %-16s | %-44s | %14s | %12s | %10s |", pkg, $$1, ns, b, a) } \
+		END { printf "| %-16s | %-44s | %14s | %12s | %10s |\n", "package", "benchmark", "ns/op", "B/op", "allocs/op"; \
+			printf "|%s|%s|%s|%s|%s|\n", "------------------", "----------------------------------------------", "----------------", "--------------", "------------"; \
+			for (i=1; i<=n; i++) print rows[i] }' $(BENCH_OUT)
+
+api-coverage: ## report which XenAPI messages are implemented (cmd/apicoverage)
+	$(GO) run ./cmd/apicoverage
+
+fuzz: ## run every Fuzz target for FUZZTIME each (default 30s)
+	@targets=$$(grep -r --include='*_test.go' -l '^func Fuzz' . | grep -v node_modules | sort); \
+	[ -n "$$targets" ] || { echo "no fuzz targets"; exit 1; }; \
+	for file in $$targets; do \
+		pkg=./$$(dirname $${file#./}); \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			echo "== $$pkg $$fn ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
+		done; \
+	done
+
+lint: ## gofmt -l, go vet, staticcheck
+	@files=$$(find . -name '*.go' -not -path './tests/clients/node_modules/*' -not -path './var/*' | xargs gofmt -l); \
+	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
+	$(GO) vet ./...
+	@[ -x "$(STATICCHECK)" ] || { echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2"; exit 1; }
+	$(STATICCHECK) ./...
+
+clean: ## remove bin/ (var/ with the run data is kept)
+	rm -rf $(BIN)

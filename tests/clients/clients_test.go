@@ -1,0 +1,357 @@
+// Package clients_test runs unchanged real XenAPI clients against the built
+// xapid binary: XenAPI.py from Debian's python3-os-xenapi (XML-RPC) and Xen
+// Orchestra's npm `xen-api` connector (JSON-RPC and XML-RPC, over HTTP and
+// HTTPS).
+//
+// The tests skip when a client is not installed, unless
+// XAPI_CLIENT_TESTS_REQUIRED is set (CI sets it): then a missing client fails.
+// Install them with `apt-get install python3-os-xenapi` and
+// `npm ci --prefix tests/clients`.
+//
+// Environment: XAPID_BIN uses that binary instead of building ./cmd/xapid;
+// XAPI_PYTHON picks the python interpreter; XAPID_LOG=1 streams the server log.
+package clients_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	rootUser     = "root"
+	rootPassword = "conformance-Secret-1"
+)
+
+// repoRoot is the module root (this file is in tests/clients).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test source")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+func required() bool { return os.Getenv("XAPI_CLIENT_TESTS_REQUIRED") != "" }
+
+// missing skips the test, or fails it when the clients are required.
+func missing(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if required() {
+		t.Fatalf("%s (XAPI_CLIENT_TESTS_REQUIRED is set, so this is a failure)", msg)
+	}
+	t.Skipf("%s; skipping (set XAPI_CLIENT_TESTS_REQUIRED=1 to make this a failure)", msg)
+}
+
+// findPython returns an interpreter that can import os_xenapi's XenAPI.
+// Debian installs python3-os-xenapi for /usr/bin/python3, which a pyenv or
+// virtualenv python3 earlier in PATH cannot see, so that one is tried first.
+func findPython(t *testing.T) string {
+	t.Helper()
+	var candidates []string
+	if p := os.Getenv("XAPI_PYTHON"); p != "" {
+		candidates = append(candidates, p)
+	}
+	candidates = append(candidates, "/usr/bin/python3")
+	if p, err := exec.LookPath("python3"); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, p := range candidates {
+		if err := exec.Command(p, "-c", "from os_xenapi.client import XenAPI").Run(); err == nil {
+			return p
+		}
+	}
+	missing(t, "no python3 can import os_xenapi.client.XenAPI (tried %s): apt-get install python3-os-xenapi", strings.Join(candidates, ", "))
+	return ""
+}
+
+// findNode returns node, after checking that tests/clients/node_modules has xen-api.
+func findNode(t *testing.T, dir string) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing(t, "node is not installed")
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "xen-api", "package.json")); err != nil {
+		missing(t, "npm package xen-api is not installed: run `npm ci --prefix tests/clients`")
+		return ""
+	}
+	return node
+}
+
+// xapidBinary builds cmd/xapid into a temporary directory (or uses XAPID_BIN).
+func xapidBinary(t *testing.T, root string) string {
+	t.Helper()
+	if p := os.Getenv("XAPID_BIN"); p != "" {
+		return p
+	}
+	bin := filepath.Join(t.TempDir(), "xapid")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/xapid")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/xapid: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects the server's output.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// daemon is a running xapid.
+type daemon struct {
+	cmd      *exec.Cmd
+	out      *lockedBuffer
+	done     chan struct{}
+	waitErr  error
+	HTTPURL  string
+	HTTPSURL string
+}
+
+// startDaemon starts xapid on free loopback ports and waits until it answers.
+// An empty password starts it without --root-password (keep the stored one).
+func startDaemon(t *testing.T, bin, dataDir, password string) *daemon {
+	t.Helper()
+	httpPort, tlsPort, raftPort := freePort(t), freePort(t), freePort(t)
+	args := []string{
+		"--data-dir", dataDir,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"--tls-listen", fmt.Sprintf("127.0.0.1:%d", tlsPort),
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", raftPort),
+		"--hostname", "conformance-host",
+		"--log-level", "debug",
+	}
+	if password != "" {
+		args = append(args, "--root-password", password)
+	}
+	d := &daemon{
+		out:      &lockedBuffer{},
+		done:     make(chan struct{}),
+		HTTPURL:  fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		HTTPSURL: fmt.Sprintf("https://127.0.0.1:%d", tlsPort),
+	}
+	d.cmd = exec.Command(bin, args...)
+	d.cmd.Env = append(os.Environ(), "XAPI_ROOT_PASSWORD=")
+	var w io.Writer = d.out
+	if os.Getenv("XAPID_LOG") != "" {
+		w = io.MultiWriter(d.out, os.Stderr)
+	}
+	d.cmd.Stdout, d.cmd.Stderr = w, w
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.waitErr = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("xapid output:\n%s", tail(d.out.String(), 200))
+		}
+	})
+
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		select {
+		case <-d.done:
+			t.Fatalf("xapid exited before answering: %v\n%s", d.waitErr, tail(d.out.String(), 200))
+		default:
+		}
+		if _, err := jsonCall(d.HTTPURL, "system.listMethods"); err == nil {
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xapid did not answer system.listMethods on %s within 90s\n%s", d.HTTPURL, tail(d.out.String(), 200))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+		if d.waitErr != nil {
+			t.Errorf("xapid did not exit cleanly on SIGTERM: %v\n%s", d.waitErr, tail(d.out.String(), 60))
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("xapid still running 30s after SIGTERM")
+	}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// jsonCall makes one JSON-RPC 2.0 call and returns the result, or an error
+// for a transport problem or an API failure.
+func jsonCall(baseURL, method string, params ...any) (json.RawMessage, error) {
+	if params == nil {
+		params = []any{}
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Post(baseURL+"/jsonrpc", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %s: %s", resp.Status, b)
+	}
+	var r struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Message string   `json:"message"`
+			Data    []string `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("bad JSON-RPC reply %q: %w", b, err)
+	}
+	if r.Error != nil {
+		return nil, fmt.Errorf("%s %v", r.Error.Message, r.Error.Data)
+	}
+	return r.Result, nil
+}
+
+// runClient runs a client script, logging its output, and fails on a non-zero exit.
+func runClient(t *testing.T, dir string, name string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_ENV=test")
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s %s:\n%s", filepath.Base(name), strings.Join(args[:2], " "), out)
+	if ctx.Err() != nil {
+		t.Fatalf("%s timed out after 3 minutes", filepath.Base(args[0]))
+	}
+	if err != nil {
+		t.Fatalf("%s failed: %v (its output is above)", filepath.Base(args[0]), err)
+	}
+}
+
+func certSHA256(t *testing.T, httpsURL string) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(httpsURL, "https://"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // self-signed on purpose
+	if err != nil {
+		t.Fatalf("TLS dial %s: %v", httpsURL, err)
+	}
+	defer conn.Close()
+	sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func TestRealClients(t *testing.T) {
+	dir := filepath.Join(repoRoot(t), "tests", "clients")
+	python := findPython(t)
+	node := findNode(t, dir)
+	bin := xapidBinary(t, repoRoot(t))
+	dataDir := t.TempDir()
+	d := startDaemon(t, bin, dataDir, rootPassword)
+
+	t.Run("XenAPI.py", func(t *testing.T) {
+		runClient(t, dir, python, "xenapi_conformance.py", d.HTTPURL, rootUser, rootPassword)
+	})
+	t.Run("xen-api/http", func(t *testing.T) {
+		runClient(t, dir, node, "xenapi_npm.mjs", d.HTTPURL, rootUser, rootPassword, "json-rpc", "xml-rpc", "auto")
+	})
+	t.Run("xen-api/https", func(t *testing.T) {
+		runClient(t, dir, node, "xenapi_npm.mjs", d.HTTPSURL, rootUser, rootPassword, "json-rpc", "xml-rpc")
+	})
+
+	// A restart keeps the TLS certificate (clients pin its thumbprint), the
+	// root password (no --root-password given now) and the pool's identity.
+	t.Run("restart", func(t *testing.T) {
+		thumb := certSHA256(t, d.HTTPSURL)
+		sess, err := jsonCall(d.HTTPURL, "session.login_with_password", rootUser, rootPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s string
+		_ = json.Unmarshal(sess, &s)
+		pools1, err := jsonCall(d.HTTPURL, "pool.get_all", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.stop(t)
+
+		d2 := startDaemon(t, bin, dataDir, "")
+		if got := certSHA256(t, d2.HTTPSURL); got != thumb {
+			t.Errorf("certificate changed across restart: sha256 %s -> %s", thumb, got)
+		}
+		sess, err = jsonCall(d2.HTTPURL, "session.login_with_password", rootUser, rootPassword)
+		if err != nil {
+			t.Fatalf("login after restart without --root-password: %v", err)
+		}
+		_ = json.Unmarshal(sess, &s)
+		pools2, err := jsonCall(d2.HTTPURL, "pool.get_all", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(pools1) != string(pools2) {
+			t.Errorf("pool refs changed across restart: %s -> %s", pools1, pools2)
+		}
+		d2.stop(t)
+	})
+}
