@@ -169,7 +169,10 @@ func registerType(t *Type) *Type {
 func ClassByName(name string) (*Class, bool) { c, ok := classByName[name]; return c, ok }
 
 // ClassByLower looks up a class by its lower-case name ("vm", "host").
-func ClassByLower(name string) (*Class, bool) { c, ok := classByLower[strings.ToLower(name)]; return c, ok }
+func ClassByLower(name string) (*Class, bool) {
+	c, ok := classByLower[strings.ToLower(name)]
+	return c, ok
+}
 
 // TypeByName returns the runtime type for a canonical schema type string.
 func TypeByName(name string) (*Type, bool) { t, ok := typeByName[name]; return t, ok }
