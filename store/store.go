@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -146,6 +145,7 @@ type Store struct {
 	fsm   *fsm
 	raft  *raft.Raft
 	trans raft.Transport
+	watch *watchedTransport // wraps trans
 
 	closers   []func() error // run in reverse order by Close
 	closeOnce sync.Once
@@ -230,7 +230,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, s.trans)
+	s.watch = watchTransport(s.trans)
+	s.closers = append(s.closers, s.watch.close)
+	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, s.watch.raftTransport())
 	if err != nil {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
@@ -255,32 +257,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // waitReady waits for a leader and for this replica to apply everything the
-// cluster has committed.
-//
-// On the leader a barrier proves it. A follower cannot ask the leader for its
-// commit index through raft, and what it learns arrives in batches of at most
-// MaxAppendEntries entries, each capped at the last entry received; so a
-// follower counts as caught up once, with a leader known, its commit index
-// equals its last log index, everything is applied, and neither has moved for
-// a quiet window of 5×CommitTimeout (at least 100 ms) — long enough for the
-// leader's periodic replication to have delivered anything missing. Under a
-// constant write load the window may never be quiet; StartupTimeout then ends
-// the wait with a warning. Callers that need a hard guarantee ask the leader
-// for an index and use WaitApplied.
+// cluster has committed. On the leader a barrier proves it; a follower waits
+// for the first AppendEntries from a leader (which carries the leader's commit
+// index, see watchedTransport) and then until it has applied up to that index.
+// A leader that backs off from a replica it could not reach may take a while
+// (raft backs off up to about 10 s) to send it; StartupTimeout bounds the wait.
 func (s *Store) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartupTimeout)
 	defer cancel()
-	const tickEvery = 10 * time.Millisecond
-	tick := time.NewTicker(tickEvery)
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	quietFor := max(5*s.cfg.CommitTimeout, 100*time.Millisecond)
-	var (
-		quiet time.Duration
-		prev  uint64
-	)
 	for {
-		switch {
-		case s.raft.State() == raft.Leader:
+		if s.raft.State() == raft.Leader {
 			dl, _ := ctx.Deadline()
 			err := s.raft.Barrier(time.Until(dl)).Error()
 			if err == nil {
@@ -289,21 +277,9 @@ func (s *Store) waitReady(ctx context.Context) error {
 			if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
 				return fmt.Errorf("store: startup barrier: %w", err)
 			}
-			quiet = 0
-		case s.leaderKnown():
-			st := s.raft.Stats()
-			ci := parseUint(st["commit_index"])
-			if ci > 0 && ci == prev && ci == parseUint(st["last_log_index"]) && s.raft.AppliedIndex() >= ci {
-				quiet += tickEvery
-				if quiet >= quietFor {
-					return nil
-				}
-			} else {
-				quiet = 0
-			}
-			prev = ci
-		default:
-			quiet = 0
+		} else if lc := s.watch.leaderCommit.Load(); lc > 0 && s.raft.AppliedIndex() >= lc {
+			s.log.Warn("DEBUG ready", "lc", lc, "stats", s.raft.Stats())
+			return nil
 		}
 		select {
 		case <-tick.C:
@@ -312,20 +288,10 @@ func (s *Store) waitReady(ctx context.Context) error {
 				return fmt.Errorf("store: waiting for raft leadership and catch-up: %w", cerr)
 			}
 			s.log.Warn("not caught up with a raft leader at startup; serving possibly stale state",
-				"applied_index", s.AppliedIndex())
+				"applied_index", s.AppliedIndex(), "leader_commit_seen", s.watch.leaderCommit.Load())
 			return nil
 		}
 	}
-}
-
-func parseUint(s string) uint64 {
-	v, _ := strconv.ParseUint(s, 10, 64)
-	return v
-}
-
-func (s *Store) leaderKnown() bool {
-	addr, _ := s.raft.LeaderWithID()
-	return addr != ""
 }
 
 func (s *Store) singleVoter() bool {

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Conformance checks of xapid against the unchanged XenAPI.py client.
 
-Usage: xenapi_conformance.py URL USER PASSWORD
+Usage: xenapi_conformance.py URL USER PASSWORD [FIELDS_JSON]
+
+FIELDS_JSON is the output of `xapid schema-fields`: with it every record of
+every class must have each public field, with the XML-RPC type xapi sends
+(int64 as an untyped value, i.e. a string; datetimes as dateTime.iso8601).
 
 Uses XenAPI.py as Debian ships it in python3-os-xenapi
 (os_xenapi.client.XenAPI), over XML-RPC. Prints one line per check and exits
@@ -74,11 +78,74 @@ def check_record(cls, ref, rec):
             raise CheckFailed("%s %s: uuid %r is not a UUID" % (cls, ref, rec["uuid"]))
 
 
+def type_errors(ft, v, path, out):
+    """Append to out where value v does not have the wire type ft."""
+    kind = ft["kind"]
+    if kind == "option":
+        if v is not None:
+            type_errors(ft["elem"], v, path, out)
+        return
+    want = {
+        "string": str, "ref": str, "enum": str,
+        "int": str,  # int64 is an untyped <value>: a string to XML-RPC clients
+        "float": float, "bool": bool, "set": list, "map": dict, "record": dict,
+    }.get(kind)
+    if kind == "datetime":
+        if type(v).__name__ != "DateTime":
+            out.append("%s: %s must be a dateTime.iso8601, got %s %r" % (path, ft["name"], type(v).__name__, v))
+        return
+    if want is None:
+        return
+    if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        # valid_ref_counts-style int32 fields are typed <i4>; accept those.
+        return
+    if type(v) is not want:
+        out.append("%s: %s must arrive as %s, got %s %r" % (path, ft["name"], want.__name__, type(v).__name__, v))
+        return
+    if kind == "int":
+        try:
+            int(v)
+        except ValueError:
+            out.append("%s: int field value %r is not a decimal integer" % (path, v))
+    elif kind == "ref":
+        if not (v.startswith("OpaqueRef:") or v == ""):
+            out.append("%s: %s value %r is not an OpaqueRef" % (path, ft["name"], v))
+    elif kind == "set":
+        for i, x in enumerate(v):
+            type_errors(ft["elem"], x, "%s[%d]" % (path, i), out)
+    elif kind == "map":
+        for k, x in v.items():
+            if not isinstance(k, str):
+                out.append("%s: map key %r is not a string" % (path, k))
+            type_errors(ft["elem"], x, "%s[%r]" % (path, k), out)
+
+
+def check_fields(schema, cls, ref, rec, out):
+    fields = schema.get(cls)
+    if fields is None:
+        out.append("%s: class not in the schema fields" % cls)
+        return
+    for name, ft in fields.items():
+        if name not in rec:
+            if ft["kind"] != "option":
+                out.append("%s %s: field %s missing" % (cls, ref, name))
+            continue
+        type_errors(ft, rec[name], "%s.%s" % (cls, name), out)
+    for name in rec:
+        if name not in fields:
+            out.append("%s %s: field %s is not a public field of the class" % (cls, ref, name))
+
+
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         sys.stderr.write(__doc__)
         return 2
     url, user, password = sys.argv[1:4]
+    schema = None
+    if len(sys.argv) == 5:
+        import json
+        with open(sys.argv[4]) as f:
+            schema = json.load(f)
     step = ["start"]
     seen = {"classes": 0, "records": 0, "types": set()}
 
@@ -155,14 +222,20 @@ def main():
                     check_record(cls, ref, rec)
                 except CheckFailed as e:
                     failures.append(str(e))
+                    continue
+                if schema is not None:
+                    check_fields(schema, cls, ref, rec, failures)
                 seen["records"] += 1
                 for v in rec.values():
                     seen["types"].add(type(v).__name__)
-        check(not failures, "get_all_records problems:\n  " + "\n  ".join(failures[:40]))
+        check(not failures, "%d get_all_records problem(s)%s:\n  %s" % (
+            len(failures), " (first 40)" if len(failures) > 40 else "", "\n  ".join(failures[:40])))
         # Across the whole database these kinds of values must have appeared.
         for t in ("str", "bool", "list", "dict"):
             check(t in seen["types"], "no field value of Python type %s seen in any record" % t)
-        return "%d classes, %d records, value types %s" % (seen["classes"], seen["records"], sorted(seen["types"]))
+        return "%d classes, %d records, value types %s%s" % (
+            seen["classes"], seen["records"], sorted(seen["types"]),
+            ", fields and types checked against the schema" if schema is not None else "")
 
     def template():
         vms = x.VM.get_all_records()
