@@ -3,11 +3,13 @@
 package datamodel
 
 import (
+	"slices"
 	"strconv"
 	"time"
 )
 
 var _ = strconv.Itoa
+var _ = slices.Sort[[]int]
 var _ time.Time
 
 // BondRef is a reference to a Bond object.
@@ -3464,7 +3466,16 @@ func decodeint(v any) (int64, error) {
 
 func writemapOfenumvm_operationsTostring(w Writer, v map[VMOperations]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMOperations
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMOperations, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writestring(w, v[k])
 	}
@@ -3580,7 +3591,16 @@ func decodemapOfintTosetOfstring(v any) (map[int64][]string, error) {
 
 func writemapOfrefBondTorecordBond(w Writer, v map[BondRef]*BondRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]BondRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]BondRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordBond(w, v[k])
 	}
@@ -3609,7 +3629,16 @@ func decodemapOfrefBondTorecordBond(v any) (map[BondRef]*BondRecord, error) {
 
 func writemapOfrefCallerTorecordCaller(w Writer, v map[CallerRef]*CallerRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]CallerRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]CallerRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordCaller(w, v[k])
 	}
@@ -3638,7 +3667,16 @@ func decodemapOfrefCallerTorecordCaller(v any) (map[CallerRef]*CallerRecord, err
 
 func writemapOfrefCertificateTorecordCertificate(w Writer, v map[CertificateRef]*CertificateRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]CertificateRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]CertificateRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordCertificate(w, v[k])
 	}
@@ -3667,7 +3705,16 @@ func decodemapOfrefCertificateTorecordCertificate(v any) (map[CertificateRef]*Ce
 
 func writemapOfrefClusterTorecordCluster(w Writer, v map[ClusterRef]*ClusterRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]ClusterRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]ClusterRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordCluster(w, v[k])
 	}
@@ -3696,7 +3743,16 @@ func decodemapOfrefClusterTorecordCluster(v any) (map[ClusterRef]*ClusterRecord,
 
 func writemapOfrefCluster_hostTorecordCluster_host(w Writer, v map[ClusterHostRef]*ClusterHostRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]ClusterHostRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]ClusterHostRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordCluster_host(w, v[k])
 	}
@@ -3725,7 +3781,16 @@ func decodemapOfrefCluster_hostTorecordCluster_host(v any) (map[ClusterHostRef]*
 
 func writemapOfrefDR_taskTorecordDR_task(w Writer, v map[DRTaskRef]*DRTaskRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]DRTaskRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]DRTaskRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordDR_task(w, v[k])
 	}
@@ -3754,7 +3819,16 @@ func decodemapOfrefDR_taskTorecordDR_task(v any) (map[DRTaskRef]*DRTaskRecord, e
 
 func writemapOfrefDriver_variantTorecordDriver_variant(w Writer, v map[DriverVariantRef]*DriverVariantRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]DriverVariantRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]DriverVariantRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordDriver_variant(w, v[k])
 	}
@@ -3783,7 +3857,16 @@ func decodemapOfrefDriver_variantTorecordDriver_variant(v any) (map[DriverVarian
 
 func writemapOfrefFeatureTorecordFeature(w Writer, v map[FeatureRef]*FeatureRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]FeatureRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]FeatureRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordFeature(w, v[k])
 	}
@@ -3812,7 +3895,16 @@ func decodemapOfrefFeatureTorecordFeature(v any) (map[FeatureRef]*FeatureRecord,
 
 func writemapOfrefGPU_groupTorecordGPU_group(w Writer, v map[GPUGroupRef]*GPUGroupRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]GPUGroupRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]GPUGroupRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordGPU_group(w, v[k])
 	}
@@ -3841,7 +3933,16 @@ func decodemapOfrefGPU_groupTorecordGPU_group(v any) (map[GPUGroupRef]*GPUGroupR
 
 func writemapOfrefHost_driverTorecordHost_driver(w Writer, v map[HostDriverRef]*HostDriverRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]HostDriverRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]HostDriverRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordHost_driver(w, v[k])
 	}
@@ -3870,7 +3971,16 @@ func decodemapOfrefHost_driverTorecordHost_driver(v any) (map[HostDriverRef]*Hos
 
 func writemapOfrefObserverTorecordObserver(w Writer, v map[ObserverRef]*ObserverRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]ObserverRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]ObserverRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordObserver(w, v[k])
 	}
@@ -3899,7 +4009,16 @@ func decodemapOfrefObserverTorecordObserver(v any) (map[ObserverRef]*ObserverRec
 
 func writemapOfrefPBDTorecordPBD(w Writer, v map[PBDRef]*PBDRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PBDRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PBDRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPBD(w, v[k])
 	}
@@ -3928,7 +4047,16 @@ func decodemapOfrefPBDTorecordPBD(v any) (map[PBDRef]*PBDRecord, error) {
 
 func writemapOfrefPCITorecordPCI(w Writer, v map[PCIRef]*PCIRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PCIRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PCIRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPCI(w, v[k])
 	}
@@ -3957,7 +4085,16 @@ func decodemapOfrefPCITorecordPCI(v any) (map[PCIRef]*PCIRecord, error) {
 
 func writemapOfrefPGPUTorecordPGPU(w Writer, v map[PGPURef]*PGPURecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PGPURef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PGPURef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPGPU(w, v[k])
 	}
@@ -3986,7 +4123,16 @@ func decodemapOfrefPGPUTorecordPGPU(v any) (map[PGPURef]*PGPURecord, error) {
 
 func writemapOfrefPIFTorecordPIF(w Writer, v map[PIFRef]*PIFRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PIFRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PIFRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPIF(w, v[k])
 	}
@@ -4015,7 +4161,16 @@ func decodemapOfrefPIFTorecordPIF(v any) (map[PIFRef]*PIFRecord, error) {
 
 func writemapOfrefPIF_metricsTorecordPIF_metrics(w Writer, v map[PIFMetricsRef]*PIFMetricsRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PIFMetricsRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PIFMetricsRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPIF_metrics(w, v[k])
 	}
@@ -4044,7 +4199,16 @@ func decodemapOfrefPIF_metricsTorecordPIF_metrics(v any) (map[PIFMetricsRef]*PIF
 
 func writemapOfrefPUSBTorecordPUSB(w Writer, v map[PUSBRef]*PUSBRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PUSBRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PUSBRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPUSB(w, v[k])
 	}
@@ -4073,7 +4237,16 @@ func decodemapOfrefPUSBTorecordPUSB(v any) (map[PUSBRef]*PUSBRecord, error) {
 
 func writemapOfrefPVS_cache_storageTorecordPVS_cache_storage(w Writer, v map[PVSCacheStorageRef]*PVSCacheStorageRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PVSCacheStorageRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PVSCacheStorageRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPVS_cache_storage(w, v[k])
 	}
@@ -4102,7 +4275,16 @@ func decodemapOfrefPVS_cache_storageTorecordPVS_cache_storage(v any) (map[PVSCac
 
 func writemapOfrefPVS_proxyTorecordPVS_proxy(w Writer, v map[PVSProxyRef]*PVSProxyRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PVSProxyRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PVSProxyRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPVS_proxy(w, v[k])
 	}
@@ -4131,7 +4313,16 @@ func decodemapOfrefPVS_proxyTorecordPVS_proxy(v any) (map[PVSProxyRef]*PVSProxyR
 
 func writemapOfrefPVS_serverTorecordPVS_server(w Writer, v map[PVSServerRef]*PVSServerRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PVSServerRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PVSServerRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPVS_server(w, v[k])
 	}
@@ -4160,7 +4351,16 @@ func decodemapOfrefPVS_serverTorecordPVS_server(v any) (map[PVSServerRef]*PVSSer
 
 func writemapOfrefPVS_siteTorecordPVS_site(w Writer, v map[PVSSiteRef]*PVSSiteRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PVSSiteRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PVSSiteRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordPVS_site(w, v[k])
 	}
@@ -4189,7 +4389,16 @@ func decodemapOfrefPVS_siteTorecordPVS_site(v any) (map[PVSSiteRef]*PVSSiteRecor
 
 func writemapOfrefRate_limitTorecordRate_limit(w Writer, v map[RateLimitRef]*RateLimitRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]RateLimitRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]RateLimitRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordRate_limit(w, v[k])
 	}
@@ -4218,7 +4427,16 @@ func decodemapOfrefRate_limitTorecordRate_limit(v any) (map[RateLimitRef]*RateLi
 
 func writemapOfrefRepositoryTorecordRepository(w Writer, v map[RepositoryRef]*RepositoryRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]RepositoryRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]RepositoryRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordRepository(w, v[k])
 	}
@@ -4247,7 +4465,16 @@ func decodemapOfrefRepositoryTorecordRepository(v any) (map[RepositoryRef]*Repos
 
 func writemapOfrefSDN_controllerTorecordSDN_controller(w Writer, v map[SDNControllerRef]*SDNControllerRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]SDNControllerRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]SDNControllerRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordSDN_controller(w, v[k])
 	}
@@ -4276,7 +4503,16 @@ func decodemapOfrefSDN_controllerTorecordSDN_controller(v any) (map[SDNControlle
 
 func writemapOfrefSMTorecordSM(w Writer, v map[SMRef]*SMRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]SMRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]SMRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordSM(w, v[k])
 	}
@@ -4305,7 +4541,16 @@ func decodemapOfrefSMTorecordSM(v any) (map[SMRef]*SMRecord, error) {
 
 func writemapOfrefSRTorecordSR(w Writer, v map[SRRef]*SRRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]SRRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]SRRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordSR(w, v[k])
 	}
@@ -4334,7 +4579,16 @@ func decodemapOfrefSRTorecordSR(v any) (map[SRRef]*SRRecord, error) {
 
 func writemapOfrefUSB_groupTorecordUSB_group(w Writer, v map[USBGroupRef]*USBGroupRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]USBGroupRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]USBGroupRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordUSB_group(w, v[k])
 	}
@@ -4363,7 +4617,16 @@ func decodemapOfrefUSB_groupTorecordUSB_group(v any) (map[USBGroupRef]*USBGroupR
 
 func writemapOfrefVBDTorecordVBD(w Writer, v map[VBDRef]*VBDRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VBDRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VBDRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVBD(w, v[k])
 	}
@@ -4392,7 +4655,16 @@ func decodemapOfrefVBDTorecordVBD(v any) (map[VBDRef]*VBDRecord, error) {
 
 func writemapOfrefVBD_metricsTorecordVBD_metrics(w Writer, v map[VBDMetricsRef]*VBDMetricsRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VBDMetricsRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VBDMetricsRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVBD_metrics(w, v[k])
 	}
@@ -4421,7 +4693,16 @@ func decodemapOfrefVBD_metricsTorecordVBD_metrics(v any) (map[VBDMetricsRef]*VBD
 
 func writemapOfrefVDITorecordVDI(w Writer, v map[VDIRef]*VDIRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VDIRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VDIRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVDI(w, v[k])
 	}
@@ -4450,7 +4731,16 @@ func decodemapOfrefVDITorecordVDI(v any) (map[VDIRef]*VDIRecord, error) {
 
 func writemapOfrefVDITorefSR(w Writer, v map[VDIRef]SRRef) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VDIRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VDIRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerefSR(w, v[k])
 	}
@@ -4479,7 +4769,16 @@ func decodemapOfrefVDITorefSR(v any) (map[VDIRef]SRRef, error) {
 
 func writemapOfrefVDITostring(w Writer, v map[VDIRef]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VDIRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VDIRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writestring(w, v[k])
 	}
@@ -4508,7 +4807,16 @@ func decodemapOfrefVDITostring(v any) (map[VDIRef]string, error) {
 
 func writemapOfrefVGPUTorecordVGPU(w Writer, v map[VGPURef]*VGPURecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VGPURef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VGPURef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVGPU(w, v[k])
 	}
@@ -4537,7 +4845,16 @@ func decodemapOfrefVGPUTorecordVGPU(v any) (map[VGPURef]*VGPURecord, error) {
 
 func writemapOfrefVGPUTorefGPU_group(w Writer, v map[VGPURef]GPUGroupRef) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VGPURef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VGPURef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerefGPU_group(w, v[k])
 	}
@@ -4566,7 +4883,16 @@ func decodemapOfrefVGPUTorefGPU_group(v any) (map[VGPURef]GPUGroupRef, error) {
 
 func writemapOfrefVGPU_typeToint(w Writer, v map[VGPUTypeRef]int64) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VGPUTypeRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VGPUTypeRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeint(w, v[k])
 	}
@@ -4595,7 +4921,16 @@ func decodemapOfrefVGPU_typeToint(v any) (map[VGPUTypeRef]int64, error) {
 
 func writemapOfrefVGPU_typeTorecordVGPU_type(w Writer, v map[VGPUTypeRef]*VGPUTypeRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VGPUTypeRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VGPUTypeRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVGPU_type(w, v[k])
 	}
@@ -4624,7 +4959,16 @@ func decodemapOfrefVGPU_typeTorecordVGPU_type(v any) (map[VGPUTypeRef]*VGPUTypeR
 
 func writemapOfrefVIFTorecordVIF(w Writer, v map[VIFRef]*VIFRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VIFRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VIFRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVIF(w, v[k])
 	}
@@ -4653,7 +4997,16 @@ func decodemapOfrefVIFTorecordVIF(v any) (map[VIFRef]*VIFRecord, error) {
 
 func writemapOfrefVIFTorefnetwork(w Writer, v map[VIFRef]NetworkRef) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VIFRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VIFRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerefnetwork(w, v[k])
 	}
@@ -4682,7 +5035,16 @@ func decodemapOfrefVIFTorefnetwork(v any) (map[VIFRef]NetworkRef, error) {
 
 func writemapOfrefVIFTostring(w Writer, v map[VIFRef]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VIFRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VIFRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writestring(w, v[k])
 	}
@@ -4711,7 +5073,16 @@ func decodemapOfrefVIFTostring(v any) (map[VIFRef]string, error) {
 
 func writemapOfrefVIF_metricsTorecordVIF_metrics(w Writer, v map[VIFMetricsRef]*VIFMetricsRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VIFMetricsRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VIFMetricsRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVIF_metrics(w, v[k])
 	}
@@ -4740,7 +5111,16 @@ func decodemapOfrefVIF_metricsTorecordVIF_metrics(v any) (map[VIFMetricsRef]*VIF
 
 func writemapOfrefVLANTorecordVLAN(w Writer, v map[VLANRef]*VLANRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VLANRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VLANRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVLAN(w, v[k])
 	}
@@ -4769,7 +5149,16 @@ func decodemapOfrefVLANTorecordVLAN(v any) (map[VLANRef]*VLANRecord, error) {
 
 func writemapOfrefVMTomapOfstringTostring(w Writer, v map[VMRef]map[string]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writemapOfstringTostring(w, v[k])
 	}
@@ -4798,7 +5187,16 @@ func decodemapOfrefVMTomapOfstringTostring(v any) (map[VMRef]map[string]string, 
 
 func writemapOfrefVMTorecordVM(w Writer, v map[VMRef]*VMRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVM(w, v[k])
 	}
@@ -4827,7 +5225,16 @@ func decodemapOfrefVMTorecordVM(v any) (map[VMRef]*VMRecord, error) {
 
 func writemapOfrefVMTosetOfstring(w Writer, v map[VMRef][]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writesetOfstring(w, v[k])
 	}
@@ -4856,7 +5263,16 @@ func decodemapOfrefVMTosetOfstring(v any) (map[VMRef][]string, error) {
 
 func writemapOfrefVMTostring(w Writer, v map[VMRef]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writestring(w, v[k])
 	}
@@ -4885,7 +5301,16 @@ func decodemapOfrefVMTostring(v any) (map[VMRef]string, error) {
 
 func writemapOfrefVMPPTorecordVMPP(w Writer, v map[VMPPRef]*VMPPRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMPPRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMPPRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVMPP(w, v[k])
 	}
@@ -4914,7 +5339,16 @@ func decodemapOfrefVMPPTorecordVMPP(v any) (map[VMPPRef]*VMPPRecord, error) {
 
 func writemapOfrefVMSSTorecordVMSS(w Writer, v map[VMSSRef]*VMSSRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMSSRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMSSRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVMSS(w, v[k])
 	}
@@ -4943,7 +5377,16 @@ func decodemapOfrefVMSSTorecordVMSS(v any) (map[VMSSRef]*VMSSRecord, error) {
 
 func writemapOfrefVM_applianceTorecordVM_appliance(w Writer, v map[VMApplianceRef]*VMApplianceRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMApplianceRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMApplianceRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVM_appliance(w, v[k])
 	}
@@ -4972,7 +5415,16 @@ func decodemapOfrefVM_applianceTorecordVM_appliance(v any) (map[VMApplianceRef]*
 
 func writemapOfrefVM_groupTorecordVM_group(w Writer, v map[VMGroupRef]*VMGroupRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMGroupRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMGroupRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVM_group(w, v[k])
 	}
@@ -5001,7 +5453,16 @@ func decodemapOfrefVM_groupTorecordVM_group(v any) (map[VMGroupRef]*VMGroupRecor
 
 func writemapOfrefVM_guest_metricsTorecordVM_guest_metrics(w Writer, v map[VMGuestMetricsRef]*VMGuestMetricsRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMGuestMetricsRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMGuestMetricsRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVM_guest_metrics(w, v[k])
 	}
@@ -5030,7 +5491,16 @@ func decodemapOfrefVM_guest_metricsTorecordVM_guest_metrics(v any) (map[VMGuestM
 
 func writemapOfrefVM_metricsTorecordVM_metrics(w Writer, v map[VMMetricsRef]*VMMetricsRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VMMetricsRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VMMetricsRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVM_metrics(w, v[k])
 	}
@@ -5059,7 +5529,16 @@ func decodemapOfrefVM_metricsTorecordVM_metrics(v any) (map[VMMetricsRef]*VMMetr
 
 func writemapOfrefVTPMTorecordVTPM(w Writer, v map[VTPMRef]*VTPMRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VTPMRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VTPMRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVTPM(w, v[k])
 	}
@@ -5088,7 +5567,16 @@ func decodemapOfrefVTPMTorecordVTPM(v any) (map[VTPMRef]*VTPMRecord, error) {
 
 func writemapOfrefVUSBTorecordVUSB(w Writer, v map[VUSBRef]*VUSBRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]VUSBRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]VUSBRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordVUSB(w, v[k])
 	}
@@ -5117,7 +5605,16 @@ func decodemapOfrefVUSBTorecordVUSB(v any) (map[VUSBRef]*VUSBRecord, error) {
 
 func writemapOfrefblobTorecordblob(w Writer, v map[BlobRef]*BlobRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]BlobRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]BlobRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordblob(w, v[k])
 	}
@@ -5146,7 +5643,16 @@ func decodemapOfrefblobTorecordblob(v any) (map[BlobRef]*BlobRecord, error) {
 
 func writemapOfrefconsoleTorecordconsole(w Writer, v map[ConsoleRef]*ConsoleRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]ConsoleRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]ConsoleRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordconsole(w, v[k])
 	}
@@ -5175,7 +5681,16 @@ func decodemapOfrefconsoleTorecordconsole(v any) (map[ConsoleRef]*ConsoleRecord,
 
 func writemapOfrefcrashdumpTorecordcrashdump(w Writer, v map[CrashdumpRef]*CrashdumpRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]CrashdumpRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]CrashdumpRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordcrashdump(w, v[k])
 	}
@@ -5204,7 +5719,16 @@ func decodemapOfrefcrashdumpTorecordcrashdump(v any) (map[CrashdumpRef]*Crashdum
 
 func writemapOfrefhostTorecordhost(w Writer, v map[HostRef]*HostRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]HostRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]HostRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordhost(w, v[k])
 	}
@@ -5233,7 +5757,16 @@ func decodemapOfrefhostTorecordhost(v any) (map[HostRef]*HostRecord, error) {
 
 func writemapOfrefhostTosetOfstring(w Writer, v map[HostRef][]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]HostRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]HostRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writesetOfstring(w, v[k])
 	}
@@ -5262,7 +5795,16 @@ func decodemapOfrefhostTosetOfstring(v any) (map[HostRef][]string, error) {
 
 func writemapOfrefhost_cpuTorecordhost_cpu(w Writer, v map[HostCPURef]*HostCPURecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]HostCPURef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]HostCPURef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordhost_cpu(w, v[k])
 	}
@@ -5291,7 +5833,16 @@ func decodemapOfrefhost_cpuTorecordhost_cpu(v any) (map[HostCPURef]*HostCPURecor
 
 func writemapOfrefhost_crashdumpTorecordhost_crashdump(w Writer, v map[HostCrashdumpRef]*HostCrashdumpRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]HostCrashdumpRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]HostCrashdumpRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordhost_crashdump(w, v[k])
 	}
@@ -5320,7 +5871,16 @@ func decodemapOfrefhost_crashdumpTorecordhost_crashdump(v any) (map[HostCrashdum
 
 func writemapOfrefhost_metricsTorecordhost_metrics(w Writer, v map[HostMetricsRef]*HostMetricsRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]HostMetricsRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]HostMetricsRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordhost_metrics(w, v[k])
 	}
@@ -5349,7 +5909,16 @@ func decodemapOfrefhost_metricsTorecordhost_metrics(v any) (map[HostMetricsRef]*
 
 func writemapOfrefhost_patchTorecordhost_patch(w Writer, v map[HostPatchRef]*HostPatchRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]HostPatchRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]HostPatchRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordhost_patch(w, v[k])
 	}
@@ -5378,7 +5947,16 @@ func decodemapOfrefhost_patchTorecordhost_patch(v any) (map[HostPatchRef]*HostPa
 
 func writemapOfrefmessageTorecordmessage(w Writer, v map[MessageRef]*MessageRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]MessageRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]MessageRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordmessage(w, v[k])
 	}
@@ -5407,7 +5985,16 @@ func decodemapOfrefmessageTorecordmessage(v any) (map[MessageRef]*MessageRecord,
 
 func writemapOfrefnetworkTorecordnetwork(w Writer, v map[NetworkRef]*NetworkRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]NetworkRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]NetworkRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordnetwork(w, v[k])
 	}
@@ -5436,7 +6023,16 @@ func decodemapOfrefnetworkTorecordnetwork(v any) (map[NetworkRef]*NetworkRecord,
 
 func writemapOfrefnetwork_sriovTorecordnetwork_sriov(w Writer, v map[NetworkSRIOVRef]*NetworkSRIOVRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]NetworkSRIOVRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]NetworkSRIOVRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordnetwork_sriov(w, v[k])
 	}
@@ -5465,7 +6061,16 @@ func decodemapOfrefnetwork_sriovTorecordnetwork_sriov(v any) (map[NetworkSRIOVRe
 
 func writemapOfrefpoolTorecordpool(w Writer, v map[PoolRef]*PoolRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PoolRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PoolRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordpool(w, v[k])
 	}
@@ -5494,7 +6099,16 @@ func decodemapOfrefpoolTorecordpool(v any) (map[PoolRef]*PoolRecord, error) {
 
 func writemapOfrefpool_patchTorecordpool_patch(w Writer, v map[PoolPatchRef]*PoolPatchRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PoolPatchRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PoolPatchRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordpool_patch(w, v[k])
 	}
@@ -5523,7 +6137,16 @@ func decodemapOfrefpool_patchTorecordpool_patch(v any) (map[PoolPatchRef]*PoolPa
 
 func writemapOfrefpool_updateTorecordpool_update(w Writer, v map[PoolUpdateRef]*PoolUpdateRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]PoolUpdateRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]PoolUpdateRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordpool_update(w, v[k])
 	}
@@ -5552,7 +6175,16 @@ func decodemapOfrefpool_updateTorecordpool_update(v any) (map[PoolUpdateRef]*Poo
 
 func writemapOfrefroleTorecordrole(w Writer, v map[RoleRef]*RoleRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]RoleRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]RoleRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordrole(w, v[k])
 	}
@@ -5581,7 +6213,16 @@ func decodemapOfrefroleTorecordrole(v any) (map[RoleRef]*RoleRecord, error) {
 
 func writemapOfrefsecretTorecordsecret(w Writer, v map[SecretRef]*SecretRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]SecretRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]SecretRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordsecret(w, v[k])
 	}
@@ -5610,7 +6251,16 @@ func decodemapOfrefsecretTorecordsecret(v any) (map[SecretRef]*SecretRecord, err
 
 func writemapOfrefsubjectTorecordsubject(w Writer, v map[SubjectRef]*SubjectRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]SubjectRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]SubjectRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordsubject(w, v[k])
 	}
@@ -5639,7 +6289,16 @@ func decodemapOfrefsubjectTorecordsubject(v any) (map[SubjectRef]*SubjectRecord,
 
 func writemapOfreftaskTorecordtask(w Writer, v map[TaskRef]*TaskRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]TaskRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]TaskRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordtask(w, v[k])
 	}
@@ -5668,7 +6327,16 @@ func decodemapOfreftaskTorecordtask(v any) (map[TaskRef]*TaskRecord, error) {
 
 func writemapOfreftunnelTorecordtunnel(w Writer, v map[TunnelRef]*TunnelRecord) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]TunnelRef
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]TunnelRef, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerecordtunnel(w, v[k])
 	}
@@ -5697,7 +6365,16 @@ func decodemapOfreftunnelTorecordtunnel(v any) (map[TunnelRef]*TunnelRecord, err
 
 func writemapOfstringToenumcluster_host_operation(w Writer, v map[string]ClusterHostOperation) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumcluster_host_operation(w, v[k])
 	}
@@ -5726,7 +6403,16 @@ func decodemapOfstringToenumcluster_host_operation(v any) (map[string]ClusterHos
 
 func writemapOfstringToenumcluster_operation(w Writer, v map[string]ClusterOperation) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumcluster_operation(w, v[k])
 	}
@@ -5755,7 +6441,16 @@ func decodemapOfstringToenumcluster_operation(v any) (map[string]ClusterOperatio
 
 func writemapOfstringToenumhost_allowed_operations(w Writer, v map[string]HostAllowedOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumhost_allowed_operations(w, v[k])
 	}
@@ -5784,7 +6479,16 @@ func decodemapOfstringToenumhost_allowed_operations(v any) (map[string]HostAllow
 
 func writemapOfstringToenumnetwork_operations(w Writer, v map[string]NetworkOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumnetwork_operations(w, v[k])
 	}
@@ -5813,7 +6517,16 @@ func decodemapOfstringToenumnetwork_operations(v any) (map[string]NetworkOperati
 
 func writemapOfstringToenumpool_allowed_operations(w Writer, v map[string]PoolAllowedOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumpool_allowed_operations(w, v[k])
 	}
@@ -5842,7 +6555,16 @@ func decodemapOfstringToenumpool_allowed_operations(v any) (map[string]PoolAllow
 
 func writemapOfstringToenumstorage_operations(w Writer, v map[string]StorageOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumstorage_operations(w, v[k])
 	}
@@ -5871,7 +6593,16 @@ func decodemapOfstringToenumstorage_operations(v any) (map[string]StorageOperati
 
 func writemapOfstringToenumtask_allowed_operations(w Writer, v map[string]TaskAllowedOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumtask_allowed_operations(w, v[k])
 	}
@@ -5900,7 +6631,16 @@ func decodemapOfstringToenumtask_allowed_operations(v any) (map[string]TaskAllow
 
 func writemapOfstringToenumvbd_operations(w Writer, v map[string]VBDOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumvbd_operations(w, v[k])
 	}
@@ -5929,7 +6669,16 @@ func decodemapOfstringToenumvbd_operations(v any) (map[string]VBDOperations, err
 
 func writemapOfstringToenumvdi_operations(w Writer, v map[string]VDIOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumvdi_operations(w, v[k])
 	}
@@ -5958,7 +6707,16 @@ func decodemapOfstringToenumvdi_operations(v any) (map[string]VDIOperations, err
 
 func writemapOfstringToenumvif_operations(w Writer, v map[string]VIFOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumvif_operations(w, v[k])
 	}
@@ -5987,7 +6745,16 @@ func decodemapOfstringToenumvif_operations(v any) (map[string]VIFOperations, err
 
 func writemapOfstringToenumvm_appliance_operation(w Writer, v map[string]VMApplianceOperation) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumvm_appliance_operation(w, v[k])
 	}
@@ -6016,7 +6783,16 @@ func decodemapOfstringToenumvm_appliance_operation(v any) (map[string]VMApplianc
 
 func writemapOfstringToenumvm_operations(w Writer, v map[string]VMOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumvm_operations(w, v[k])
 	}
@@ -6045,7 +6821,16 @@ func decodemapOfstringToenumvm_operations(v any) (map[string]VMOperations, error
 
 func writemapOfstringToenumvtpm_operations(w Writer, v map[string]VTPMOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumvtpm_operations(w, v[k])
 	}
@@ -6074,7 +6859,16 @@ func decodemapOfstringToenumvtpm_operations(v any) (map[string]VTPMOperations, e
 
 func writemapOfstringToenumvusb_operations(w Writer, v map[string]VUSBOperations) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeenumvusb_operations(w, v[k])
 	}
@@ -6103,7 +6897,16 @@ func decodemapOfstringToenumvusb_operations(v any) (map[string]VUSBOperations, e
 
 func writemapOfstringToint(w Writer, v map[string]int64) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writeint(w, v[k])
 	}
@@ -6132,7 +6935,16 @@ func decodemapOfstringToint(v any) (map[string]int64, error) {
 
 func writemapOfstringTorefblob(w Writer, v map[string]BlobRef) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writerefblob(w, v[k])
 	}
@@ -6161,7 +6973,16 @@ func decodemapOfstringTorefblob(v any) (map[string]BlobRef, error) {
 
 func writemapOfstringTosetOfstring(w Writer, v map[string][]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writesetOfstring(w, v[k])
 	}
@@ -6190,7 +7011,16 @@ func decodemapOfstringTosetOfstring(v any) (map[string][]string, error) {
 
 func writemapOfstringTostring(w Writer, v map[string]string) {
 	w.BeginStruct()
-	for _, k := range SortedKeys(v) {
+	var kb [32]string
+	keys := kb[:0]
+	if len(v) > len(kb) {
+		keys = make([]string, 0, len(v))
+	}
+	for k := range v {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
 		w.Member(string(k))
 		writestring(w, v[k])
 	}

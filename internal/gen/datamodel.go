@@ -325,7 +325,7 @@ func (g *generator) genEnums() string {
 
 func (g *generator) genTypes() string {
 	var b strings.Builder
-	b.WriteString(header + "package datamodel\n\nimport (\n\t\"strconv\"\n\t\"time\"\n)\n\nvar _ = strconv.Itoa\nvar _ time.Time\n\n")
+	b.WriteString(header + "package datamodel\n\nimport (\n\t\"slices\"\n\t\"strconv\"\n\t\"time\"\n)\n\nvar _ = strconv.Itoa\nvar _ = slices.Sort[[]int]\nvar _ time.Time\n\n")
 	// ref types
 	var refClasses []string
 	for _, ts := range g.sortedTypes() {
@@ -391,7 +391,8 @@ func (g *generator) genTypes() string {
 			case schema.KindInt:
 				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tfor _, k := range SortedIntKeys(v) {\n\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()))
 			case schema.KindString, schema.KindRef, schema.KindEnum:
-				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tfor _, k := range SortedKeys(v) {\n\t\tw.Member(string(k))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()))
+				// keys sorted for stable output, in a stack buffer for small maps
+				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tvar kb [32]%s\n\tkeys := kb[:0]\n\tif len(v) > len(kb) {\n\t\tkeys = make([]%s, 0, len(v))\n\t}\n\tfor k := range v {\n\t\tkeys = append(keys, k)\n\t}\n\tslices.Sort(keys)\n\tfor _, k := range keys {\n\t\tw.Member(string(k))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", g.goType(t.Key), g.goType(t.Key), wfunc(t.Elem.String()))
 			default:
 				panic("unsupported map key " + ts)
 			}
