@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/xapi-go/xapi-go/store"
 	"github.com/xapi-go/xapi-go/xapi"
 )
@@ -50,8 +49,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 func Start(opts Options) (srv *Server, stop func(), err error) {
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, trans := raft.NewInmemTransport(raft.ServerAddress("node1"))
-	st, err := store.Open(ctx, store.Config{NodeID: "node1", Transport: trans, InMemory: true, Bootstrap: true, Logger: log,
+	st, err := store.Open(ctx, store.Config{NodeID: "node1", BindAddr: "127.0.0.1:0", InMemory: true, Bootstrap: true, Logger: log,
 		HeartbeatTimeout: 50 * time.Millisecond, ElectionTimeout: 50 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond})
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: %w", err)
