@@ -13,8 +13,9 @@ RUN_TLS_LISTEN ?= 127.0.0.1:8443
 RUN_DATA       ?= $(VAR)/xapid
 # `make fuzz`: time per fuzz target
 FUZZTIME  ?= 30s
-# `make bench`: -benchtime per benchmark, and where the raw output goes
+# `make bench`: which benchmarks (-bench regexp), -benchtime, and where the raw output goes
 BENCHTIME ?= 1s
+BENCH     ?= .
 BENCH_OUT ?= $(VAR)/bench.txt
 # packages whose unit tests run under the race detector in `make test`
 # (everything but the real-client tests, which run once against the binary)
@@ -90,29 +91,34 @@ check-generated: ## fail if `make generate` would change any *.gen.go file
 
 bench: ## run every benchmark once and print a table (raw output in var/bench.txt)
 	@mkdir -p $(VAR)
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $$($(GO) list ./... | grep -v '/tests/') | tee $(BENCH_OUT)
+	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -benchtime=$(BENCHTIME) $$($(GO) list ./... | grep -v '/tests/') | tee $(BENCH_OUT)
 	@echo
 	@awk '/^pkg: / {pkg=$$2; sub(/^github.com\/xapi-go\/xapi-go\//, "", pkg)} \
-		/^Benchmark/ { ns=""; b=""; a=""; \
-			for (i=3; i<=NF; i++) { if ($$(i+1)=="ns/op") ns=$$i; if ($$(i+1)=="B/op") b=$$i; if ($$(i+1)=="allocs/op") a=$$i; } \
-			rows[++n]=sprintf("| %-16s | %-44s | %14s | %12s | %10s |", pkg, $$1, ns, b, a) } \
-		END { printf "| %-16s | %-44s | %14s | %12s | %10s |\n", "package", "benchmark", "ns/op", "B/op", "allocs/op"; \
-			printf "|%s|%s|%s|%s|%s|\n", "------------------", "----------------------------------------------", "----------------", "--------------", "------------"; \
+		/^Benchmark/ { ns=""; b=""; a=""; x=""; \
+			for (i=3; i<NF; i+=2) { u=$$(i+1); \
+				if (u=="ns/op") ns=$$i; else if (u=="B/op") b=$$i; else if (u=="allocs/op") a=$$i; \
+				else x=x (x=="" ? "" : ", ") $$i " " u; } \
+			rows[++n]=sprintf("| %-16s | %-44s | %14s | %12s | %10s | %s |", pkg, $$1, ns, b, a, x) } \
+		END { printf "| %-16s | %-44s | %14s | %12s | %10s | %s |\n", "package", "benchmark", "ns/op", "B/op", "allocs/op", "other metrics"; \
+			printf "|%s|%s|%s|%s|%s|%s|\n", "------------------", "----------------------------------------------", "----------------", "--------------", "------------", "---"; \
 			for (i=1; i<=n; i++) print rows[i] }' $(BENCH_OUT)
 
 api-coverage: ## report which XenAPI messages are implemented (cmd/apicoverage)
 	$(GO) run ./cmd/apicoverage
 
-fuzz: ## run every Fuzz target for FUZZTIME each (default 30s)
+fuzz: ## run every Fuzz target for FUZZTIME each (default 30s); a failing input lands in testdata/fuzz
 	@targets=$$(grep -r --include='*_test.go' -l '^func Fuzz' . | grep -v node_modules | sort); \
 	[ -n "$$targets" ] || { echo "no fuzz targets"; exit 1; }; \
+	failed=""; \
 	for file in $$targets; do \
 		pkg=./$$(dirname $${file#./}); \
 		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
 			echo "== $$pkg $$fn ($(FUZZTIME))"; \
-			$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) "$$pkg"; \
+			$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) "$$pkg" || failed="$$failed $$pkg:$$fn"; \
 		done; \
-	done
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed"; exit 1; fi; \
+	echo "all fuzz targets passed"
 
 lint: ## gofmt -l, go vet, staticcheck
 	@files=$$(find . -name '*.go' -not -path './tests/clients/node_modules/*' -not -path './var/*' | xargs gofmt -l); \

@@ -454,11 +454,3 @@ func SortedIntKeys[V any](m map[int64]V) []int64 {
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	return keys
 }
-
-func mustDateTime(s string) time.Time {
-	t, err := ParseDateTime(s)
-	if err != nil {
-		panic(err)
-	}
-	return t
-}

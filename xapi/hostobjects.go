@@ -40,19 +40,19 @@ const (
 // hostObjects holds the refs of the objects of a fresh one-host pool, all
 // drawn before any record is built so that every record can name the others.
 type hostObjects struct {
-	host, pool, hostMetrics                  string
-	dom0, dom0Metrics                        string
-	consoles                                 []string
-	hostCPUs                                 []string
-	mgmtNet, internalNet, pif, pifMetrics    string
-	localSR, localPBD, dvdSR, dvdPBD         string
-	smExt, smUdev, smISO                     string
-	templates, templateMetrics               []string
-	hostUUID, poolUUID                       string
-	now, bootTime                            time.Time
-	machine                                  machineInfo
-	hostname, address                        string
-	dom0MemTarget, dom0MemStaticMin, memUsed int64
+	host, pool, hostMetrics               string
+	dom0, dom0Metrics                     string
+	consoles                              []string
+	hostCPUs                              []string
+	mgmtNet, internalNet, pif, pifMetrics string
+	localSR, localPBD, dvdSR, dvdPBD      string
+	smExt, smUdev, smISO                  string
+	templates, templateMetrics            []string
+	hostUUID, poolUUID                    string
+	now, bootTime                         time.Time
+	machine                               machineInfo
+	hostname, address                     string
+	dom0MemTarget, dom0MemStaticMin       int64
 }
 
 // buildHostObjects adds the objects of a fresh one-host pool to b: the pool,

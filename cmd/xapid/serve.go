@@ -288,6 +288,8 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Wri
 		Hostname: o.Hostname,
 		Address:  o.Address,
 		Port:     apiPort,
+		// a failed login waits before answering, as xapi's does
+		AuthFailureDelay: 5 * time.Second,
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xapi-go/xapi-go/schema"
 )
@@ -198,7 +199,11 @@ func (g *generator) lit(t *schema.Type, v any) (string, error) {
 		if s == "19700101T00:00:00Z" || s == "" {
 			return "Epoch", nil
 		}
-		return "mustDateTime(" + strconv.Quote(s) + ")", nil
+		t, err := time.Parse("20060102T15:04:05Z", s)
+		if err != nil {
+			return "", fmt.Errorf("default %q for datetime: %w", s, err)
+		}
+		return fmt.Sprintf("time.Date(%d, %d, %d, %d, %d, %d, 0, time.UTC)", t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second()), nil
 	case schema.KindRef:
 		s, _ := v.(string)
 		if s == "" || s == "Null" {

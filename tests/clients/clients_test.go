@@ -61,11 +61,11 @@ func missing(t *testing.T, format string, args ...any) {
 	t.Skipf("%s; skipping (set XAPI_CLIENT_TESTS_REQUIRED=1 to make this a failure)", msg)
 }
 
-// findPython returns an interpreter that can import os_xenapi's XenAPI.
-// Debian installs python3-os-xenapi for /usr/bin/python3, which a pyenv or
-// virtualenv python3 earlier in PATH cannot see, so that one is tried first.
-func findPython(t *testing.T) string {
-	t.Helper()
+// findPython returns an interpreter that can import os_xenapi's XenAPI, or ""
+// and why not. Debian installs python3-os-xenapi for /usr/bin/python3, which a
+// pyenv or virtualenv python3 earlier in PATH cannot see, so that one is tried
+// first.
+func findPython() (string, string) {
 	var candidates []string
 	if p := os.Getenv("XAPI_PYTHON"); p != "" {
 		candidates = append(candidates, p)
@@ -76,26 +76,22 @@ func findPython(t *testing.T) string {
 	}
 	for _, p := range candidates {
 		if err := exec.Command(p, "-c", "from os_xenapi.client import XenAPI").Run(); err == nil {
-			return p
+			return p, ""
 		}
 	}
-	missing(t, "no python3 can import os_xenapi.client.XenAPI (tried %s): apt-get install python3-os-xenapi", strings.Join(candidates, ", "))
-	return ""
+	return "", fmt.Sprintf("no python3 can import os_xenapi.client.XenAPI (tried %s): apt-get install python3-os-xenapi", strings.Join(candidates, ", "))
 }
 
-// findNode returns node, after checking that tests/clients/node_modules has xen-api.
-func findNode(t *testing.T, dir string) string {
-	t.Helper()
+// findNode returns node if tests/clients/node_modules has xen-api, or "" and why not.
+func findNode(dir string) (string, string) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		missing(t, "node is not installed")
-		return ""
+		return "", "node is not installed"
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "xen-api", "package.json")); err != nil {
-		missing(t, "npm package xen-api is not installed: run `npm ci --prefix tests/clients`")
-		return ""
+		return "", "npm package xen-api is not installed: run `npm ci --prefix tests/clients`"
 	}
-	return node
+	return node, ""
 }
 
 // xapidBinary builds cmd/xapid into a temporary directory (or uses XAPID_BIN).
@@ -304,13 +300,19 @@ func certSHA256(t *testing.T, httpsURL string) string {
 
 func TestRealClients(t *testing.T) {
 	dir := filepath.Join(repoRoot(t), "tests", "clients")
-	python := findPython(t)
-	node := findNode(t, dir)
+	python, noPython := findPython()
+	node, noNode := findNode(dir)
+	if python == "" && node == "" {
+		missing(t, "%s; %s", noPython, noNode)
+	}
 	bin := xapidBinary(t, repoRoot(t))
 	dataDir := t.TempDir()
 	d := startDaemon(t, bin, dataDir, rootPassword)
 
 	t.Run("XenAPI.py", func(t *testing.T) {
+		if python == "" {
+			missing(t, "%s", noPython)
+		}
 		// The schema's public fields and types, to check every record against.
 		fields := filepath.Join(t.TempDir(), "schema-fields.json")
 		out, err := exec.Command(bin, "schema-fields").Output()
@@ -323,9 +325,15 @@ func TestRealClients(t *testing.T) {
 		runClient(t, dir, python, "xenapi_conformance.py", d.HTTPURL, rootUser, rootPassword, fields)
 	})
 	t.Run("xen-api/http", func(t *testing.T) {
+		if node == "" {
+			missing(t, "%s", noNode)
+		}
 		runClient(t, dir, node, "xenapi_npm.mjs", d.HTTPURL, rootUser, rootPassword, "json-rpc", "xml-rpc", "auto")
 	})
 	t.Run("xen-api/https", func(t *testing.T) {
+		if node == "" {
+			missing(t, "%s", noNode)
+		}
 		runClient(t, dir, node, "xenapi_npm.mjs", d.HTTPSURL, rootUser, rootPassword, "json-rpc", "xml-rpc")
 	})
 
