@@ -56,8 +56,8 @@ run: build ## start one host on $(RUN_LISTEN) (HTTPS $(RUN_TLS_LISTEN)), data un
 	echo "== stop with Ctrl-C"
 	exec $(BIN)/xapid --data-dir $(RUN_DATA) --listen $(RUN_LISTEN) --tls-listen $(RUN_TLS_LISTEN)
 
-test: build ## go vet, unit tests with -race, generated-code check, real-client tests
-	$(GO) vet ./...
+test: build ## gofmt, go vet, staticcheck, unit tests with -race, generated-code check, real-client tests
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory check-generated
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory client-test

@@ -146,6 +146,7 @@ type Store struct {
 	raft  *raft.Raft
 	trans raft.Transport
 	watch *watchedTransport // wraps trans
+	logs  raft.LogStore
 
 	closers   []func() error // run in reverse order by Close
 	closeOnce sync.Once
@@ -226,6 +227,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	rc.BatchApplyCh = true
 	rc.Logger = newHCLog(cfg.Logger, "raft")
 
+	s.logs = logs
 	hasState, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -277,8 +279,11 @@ func (s *Store) waitReady(ctx context.Context) error {
 			if !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
 				return fmt.Errorf("store: startup barrier: %w", err)
 			}
-		} else if lc := s.watch.leaderCommit.Load(); lc > 0 && s.raft.AppliedIndex() >= lc {
-			s.log.Warn("DEBUG ready", "lc", lc, "stats", s.raft.Stats())
+		} else if lc := s.watch.leaderCommit.Load(); lc > 0 && s.raft.AppliedIndex() >= lc &&
+			s.AppliedIndex() >= s.lastCommandAtOrBelow(lc) {
+			// raft's applied index counts entries handed to the FSM
+			// goroutine, and entries other than commands never reach the
+			// FSM: check the FSM has the last command up to lc.
 			return nil
 		}
 		select {
@@ -292,6 +297,23 @@ func (s *Store) waitReady(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// lastCommandAtOrBelow returns the index of the last command entry at or below
+// index that the FSM has not applied yet, or the FSM's applied index if there
+// is none (entries already compacted into a snapshot count as applied).
+func (s *Store) lastCommandAtOrBelow(index uint64) uint64 {
+	applied := s.AppliedIndex()
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := s.logs.GetLog(i, &l); err != nil {
+			return applied
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return applied
 }
 
 func (s *Store) singleVoter() bool {
