@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -115,4 +116,31 @@ func BenchmarkList10kEncode(b *testing.B) {
 		}
 		w.EndStruct()
 	}
+}
+
+// BenchmarkSnapshotRestore10k measures writing and restoring a snapshot of
+// 10,000 VMs.
+func BenchmarkSnapshotRestore10k(b *testing.B) {
+	s, vm := fill10k(b)
+	var size int
+	b.ResetTimer()
+	for b.Loop() {
+		snap, err := s.fsm.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := snap.(*fsmSnapshot).write(&buf); err != nil {
+			b.Fatal(err)
+		}
+		size = buf.Len()
+		g := newFSM(testLogger(b))
+		if err := g.Restore(nopCloser{&buf}); err != nil {
+			b.Fatal(err)
+		}
+		if g.count(vm) != 10000 {
+			b.Fatal(g.count(vm))
+		}
+	}
+	b.ReportMetric(float64(size)/(1<<20), "MB")
 }

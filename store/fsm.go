@@ -191,6 +191,7 @@ type pending struct {
 	ref    string
 	before datamodel.Object // committed value; nil if absent
 	after  datamodel.Object // value after the batch so far; nil if deleted
+	last   datamodel.Object // last non-nil value (what a Del change carries)
 }
 
 // batch is the overlay of a batch being validated over the committed tables.
@@ -246,6 +247,9 @@ func (b *batch) put(c *datamodel.Class, ref string, old, o datamodel.Object) *da
 		b.order = append(b.order, p)
 	}
 	p.after = o
+	if old != nil {
+		p.last = old
+	}
 	return nil
 }
 
@@ -263,7 +267,7 @@ func (f *fsm) applyBatch(ops []Op, cs *ChangeSet) *datamodel.Error {
 		case p.before == nil:
 			cs.Changes = append(cs.Changes, Change{Class: p.class, Ref: p.ref, Kind: Add, Obj: p.after})
 		case p.after == nil:
-			cs.Changes = append(cs.Changes, Change{Class: p.class, Ref: p.ref, Kind: Del, Obj: p.before})
+			cs.Changes = append(cs.Changes, Change{Class: p.class, Ref: p.ref, Kind: Del, Obj: p.last})
 		default:
 			cs.Changes = append(cs.Changes, Change{Class: p.class, Ref: p.ref, Kind: Mod, Obj: p.after})
 		}

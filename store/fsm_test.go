@@ -335,6 +335,21 @@ func TestConstructorErrors(t *testing.T) {
 	if _, err := MapPut(mustClass(t, "VM_metrics"), "r", "VCPUs_utilisation", "x", 1.0); err == nil {
 		t.Error("MapPut with a non-int key on an int-keyed map")
 	}
+	// Values of the same kind convert: int → int64, string → ref and enum types.
+	f := newFSM(testLogger(t))
+	ops := []Op{
+		Create("OpaqueRef:a", newVM(t, "u", "n")),
+		must(Set(vm, "OpaqueRef:a", "memory_static_max", 5))(t),
+		must(Set(vm, "OpaqueRef:a", "resident_on", "OpaqueRef:h"))(t),
+		must(Set(vm, "OpaqueRef:a", "power_state", "Running"))(t),
+	}
+	if err := fsmApply(t, f, 1, ops...); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := f.get(vm, "OpaqueRef:a")
+	if field(t, o, "memory_static_max") != int64(5) || field(t, o, "resident_on") != datamodel.HostRef("OpaqueRef:h") || field(t, o, "power_state") != datamodel.VMPowerStateRunning {
+		t.Fatalf("converted values: %s", datamodel.MarshalRecord(o))
+	}
 	var derr *datamodel.Error
 	_, err := Set(vm, "r", "nope", "x")
 	if !asError(err, &derr) || derr.Code != "INTERNAL_ERROR" {
@@ -433,3 +448,22 @@ func TestSnapshotRoundTrip(t *testing.T) {
 type nopCloser struct{ *bytes.Buffer }
 
 func (nopCloser) Close() error { return nil }
+
+func TestDeleteChangeCarriesLastValue(t *testing.T) {
+	vm := mustClass(t, "VM")
+	f := newFSM(testLogger(t))
+	if err := fsmApply(t, f, 1, Create("OpaqueRef:a", newVM(t, "u", "old"))); err != nil {
+		t.Fatal(err)
+	}
+	var got *ChangeSet
+	f.subscribe(func(cs *ChangeSet) { got = cs })
+	if err := fsmApply(t, f, 2, must(Set(vm, "OpaqueRef:a", "name_label", "new"))(t), Delete(vm, "OpaqueRef:a")); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Changes) != 1 || got.Changes[0].Kind != Del || datamodel.NameLabelOf(got.Changes[0].Obj) != "new" {
+		t.Fatalf("changes %+v", got.Changes)
+	}
+	if len(f.refsByName(vm, "old"))+len(f.refsByName(vm, "new")) != 0 {
+		t.Fatal("name index not cleaned")
+	}
+}
