@@ -32,8 +32,22 @@ func (w *JSONWriter) sep() {
 
 func (w *JSONWriter) String(s string) {
 	w.sep()
-	b, _ := json.Marshal(s)
-	w.Buf.Write(b)
+	w.quote(s)
+}
+
+// quote writes s as a JSON string: plain printable ASCII directly (the common
+// case in records), anything else through encoding/json.
+func (w *JSONWriter) quote(s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b, _ := json.Marshal(s)
+			w.Buf.Write(b)
+			return
+		}
+	}
+	w.Buf.WriteByte('"')
+	w.Buf.WriteString(s)
+	w.Buf.WriteByte('"')
 }
 func (w *JSONWriter) Int(v int64)   { w.sep(); w.Buf.WriteString(strconv.FormatInt(v, 10)) }
 func (w *JSONWriter) Int32(v int32) { w.Int(int64(v)) }
@@ -55,8 +69,7 @@ func (w *JSONWriter) BeginStruct() { w.sep(); w.Buf.WriteByte('{'); w.comma = ap
 func (w *JSONWriter) EndStruct()   { w.comma = w.comma[:len(w.comma)-1]; w.Buf.WriteByte('}') }
 func (w *JSONWriter) Member(name string) {
 	w.sep()
-	b, _ := json.Marshal(name)
-	w.Buf.Write(b)
+	w.quote(name)
 	w.Buf.WriteByte(':')
 	w.key = true
 }

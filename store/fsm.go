@@ -71,6 +71,9 @@ type fsm struct {
 
 	mu     sync.RWMutex      // guards tables and their contents
 	tables map[string]*table // by class name
+	// tablesIndex is the raft index of the last entry whose changes are in
+	// tables (guarded by mu), for consistent reads.
+	tablesIndex uint64
 
 	applied atomic.Uint64
 
@@ -277,6 +280,7 @@ func (f *fsm) applyBatch(ops []Op, cs *ChangeSet) *datamodel.Error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.tablesIndex = cs.Index
 	for i := range cs.Changes {
 		ch := &cs.Changes[i]
 		t := f.tables[ch.Class.Name]
@@ -452,4 +456,18 @@ func (f *fsm) count(c *datamodel.Class) int {
 		return len(t.entries)
 	}
 	return 0
+}
+
+// listConsistent copies the entries of several classes and the raft index they
+// reflect, under one read lock.
+func (f *fsm) listConsistent(classes []*datamodel.Class) (uint64, map[*datamodel.Class][]Entry) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[*datamodel.Class][]Entry, len(classes))
+	for _, c := range classes {
+		if t := f.tables[c.Name]; t != nil && len(t.entries) > 0 {
+			out[c] = append([]Entry(nil), t.entries...)
+		}
+	}
+	return f.tablesIndex, out
 }

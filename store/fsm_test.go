@@ -467,3 +467,26 @@ func TestDeleteChangeCarriesLastValue(t *testing.T) {
 		t.Fatal("name index not cleaned")
 	}
 }
+
+func TestListConsistent(t *testing.T) {
+	f := newFSM(testLogger(t))
+	vm := mustClass(t, "VM")
+	host := mustClass(t, "host")
+	if e := fsmApply(t, f, 1, Create("OpaqueRef:a", newVM(t, "u-a", "a"))); e != nil {
+		t.Fatal(e)
+	}
+	if e := fsmApply(t, f, 2, Create("OpaqueRef:b", newVM(t, "u-b", "b"))); e != nil {
+		t.Fatal(e)
+	}
+	idx, all := f.listConsistent([]*datamodel.Class{vm, host})
+	if idx != 2 || len(all[vm]) != 2 || len(all[host]) != 0 {
+		t.Fatalf("index %d, vms %d, hosts %d", idx, len(all[vm]), len(all[host]))
+	}
+	// an entry without changes (a failed batch) does not move the tables' index
+	if e := fsmApply(t, f, 3, Delete(vm, "OpaqueRef:missing")); e == nil {
+		t.Fatal("delete of a missing ref succeeded")
+	}
+	if idx, _ := f.listConsistent([]*datamodel.Class{vm}); idx != 2 {
+		t.Fatalf("index after failed batch: %d", idx)
+	}
+}

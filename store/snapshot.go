@@ -123,6 +123,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.tables = tables
+	f.tablesIndex = index
 	f.mu.Unlock()
 	f.finish(&ChangeSet{Index: index, Reset: true})
 	return nil

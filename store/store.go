@@ -427,6 +427,13 @@ func (s *Store) RefsByName(c *datamodel.Class, nameLabel string) []string {
 // the caller's; the records are shared and must not be changed.
 func (s *Store) List(c *datamodel.Class) []Entry { return s.fsm.list(c) }
 
+// ListConsistent returns the entries of the given classes as of one raft
+// index, and that index: every change with a higher index is not reflected.
+// event.from with an empty token uses it to pair a full load with a token.
+func (s *Store) ListConsistent(classes []*datamodel.Class) (uint64, map[*datamodel.Class][]Entry) {
+	return s.fsm.listConsistent(classes)
+}
+
 // Count returns the number of records of class c.
 func (s *Store) Count(c *datamodel.Class) int { return s.fsm.count(c) }
 
