@@ -114,7 +114,7 @@ func loginJSON(url string) (string, error) {
 }
 
 func newClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, ReadBufferSize: 1 << 20}}
 }
 
 func post(c *http.Client, url, ctype string, body []byte) (int64, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xapi-go/xapi-go/datamodel"
 	"github.com/xapi-go/xapi-go/internal/where"
+	"github.com/xapi-go/xapi-go/rpc"
 	"github.com/xapi-go/xapi-go/store"
 )
 
@@ -88,12 +89,31 @@ func (s *Server) runImplicit(ctx context.Context, call *Call, args []any) (any, 
 	return nil, internalf("implicit message kind %q not handled", m.Implicit)
 }
 
+// recordsPerPart is how many records one goroutine encodes at a time when a
+// large map of records is encoded in parallel.
+const recordsPerPart = 256
+
+// parallelWriter is implemented by the rpc encoders (see rpc.XMLWriter.Parallel).
+type parallelWriter interface {
+	Parallel(n int, fn func(i int, w rpc.Writer))
+}
+
 func recordsResult(entries []store.Entry) ResultFunc {
 	return func(w datamodel.Writer) {
 		w.BeginStruct()
-		for _, e := range entries {
-			w.Member(e.Ref)
-			e.Obj.WriteRecord(w, false)
+		writeRecords := func(w datamodel.Writer, entries []store.Entry) {
+			for _, e := range entries {
+				w.Member(e.Ref)
+				e.Obj.WriteRecord(w, false)
+			}
+		}
+		if pw, ok := w.(parallelWriter); ok && len(entries) >= 2*recordsPerPart {
+			n := (len(entries) + recordsPerPart - 1) / recordsPerPart
+			pw.Parallel(n, func(i int, sw rpc.Writer) {
+				writeRecords(sw, entries[i*recordsPerPart:min(len(entries), (i+1)*recordsPerPart)])
+			})
+		} else {
+			writeRecords(w, entries)
 		}
 		w.EndStruct()
 	}
