@@ -25,6 +25,8 @@ type Config struct {
 	Port     int    // API port (for information only)
 	// Impl overrides explicit message implementations (tests); nil means the built-in ones.
 	Impl *Impl
+	// Override, if set, may replace parts of the built-in implementation (tests).
+	Override func(impl *Impl)
 	// Other serves non-RPC HTTP requests (GET handlers); nil means 404.
 	Other http.Handler
 	// AuthFailureDelay is how long a failed login waits before answering
@@ -46,6 +48,7 @@ type Server struct {
 
 	hostRef datamodel.HostRef
 	poolRef datamodel.PoolRef
+	tasks   runningTasks
 
 	mu        sync.Mutex
 	closed    bool
@@ -75,6 +78,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.impl = cfg.Impl
 	if s.impl == nil {
 		s.impl = s.builtinImpl()
+	}
+	if cfg.Override != nil {
+		cfg.Override(s.impl)
 	}
 	for _, m := range ms.list {
 		s.listNames = append(s.listNames, m.Name)

@@ -3,6 +3,8 @@ package xapi
 import (
 	"bytes"
 	"context"
+	"errors"
+	"sync"
 	"time"
 
 	"github.com/xapi-go/xapi-go/datamodel"
@@ -10,52 +12,108 @@ import (
 	"github.com/xapi-go/xapi-go/store"
 )
 
-// startAsync creates a task for an Async.* call, runs the call in the
-// background and records its outcome on the task.
-func (s *Server) startAsync(ctx context.Context, call *Call, args []any) (datamodel.TaskRef, error) {
+// taskRetention is how long a finished task is kept when nobody destroys it
+// (xapi keeps completed tasks about an hour; clients usually destroy them).
+const taskRetention = 65 * time.Minute
+
+// runningTasks maps the tasks running on this host to their cancel functions.
+type runningTasks struct {
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc
+}
+
+func (r *runningTasks) add(ref string, cancel context.CancelFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancels == nil {
+		r.cancels = map[string]context.CancelFunc{}
+	}
+	r.cancels[ref] = cancel
+}
+
+func (r *runningTasks) remove(ref string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.cancels, ref)
+}
+
+func (r *runningTasks) cancel(ref string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.cancels[ref]
+	if ok {
+		c()
+	}
+	return ok
+}
+
+// newTaskRecord is a pending task owned by a session.
+func (s *Server) newTaskRecord(label, description string, sess datamodel.SessionRef) *datamodel.TaskRecord {
 	rec := datamodel.NewTaskRecord()
 	rec.UUID = datamodel.NewUUID()
-	rec.NameLabel = "Async." + call.Method.Name
+	rec.NameLabel = label
+	rec.NameDescription = description
 	rec.Created = time.Now().UTC()
 	rec.Status = datamodel.TaskStatusTypePending
-	rec.Session = call.Session
+	rec.Session = sess
 	rec.ResidentOn = s.hostRef
 	rec.AllowedOperations = []datamodel.TaskAllowedOperations{datamodel.TaskAllowedOperationsCancel}
+	return rec
+}
+
+// startAsync creates a task for an Async.* call, runs the call in the
+// background with a context that task.cancel cancels, and records its outcome.
+func (s *Server) startAsync(ctx context.Context, call *Call, args []any) (datamodel.TaskRef, error) {
+	rec := s.newTaskRecord("Async."+call.Method.Name, "", call.Session)
 	ref := datamodel.NewRef()
 	if err := s.apply(ctx, store.Create(ref, rec)); err != nil {
 		return "", err
 	}
 	call.Task = datamodel.TaskRef(ref)
 	s.goBackground(func(bg context.Context) {
-		out, err := s.run(bg, call, args)
+		tctx, cancel := context.WithCancel(bg)
+		s.tasks.add(ref, cancel)
+		out, err := s.run(tctx, call, args)
+		cancelled := tctx.Err() != nil && bg.Err() == nil
+		s.tasks.remove(ref)
+		cancel()
+		if cancelled && (err == nil || errors.Is(err, context.Canceled)) {
+			err = datamodel.ErrTaskCancelled(ref)
+		}
 		s.finishTask(bg, ref, call.Method, out, err)
 	})
 	return call.Task, nil
 }
 
-// finishTask records success (result as an XML-RPC <value>) or failure.
+func mustSet(c *datamodel.Class, ref, field string, v any) store.Op {
+	op, err := store.Set(c, ref, field, v)
+	if err != nil {
+		panic(err) // field names and types are fixed by the model
+	}
+	return op
+}
+
+// finishTask records success (result as an XML-RPC <value>), cancellation or failure.
 func (s *Server) finishTask(ctx context.Context, ref string, m *Method, out any, err error) {
 	c := datamodel.TaskClass
-	set := func(field string, v any) store.Op {
-		op, e := store.Set(c, ref, field, v)
-		if e != nil {
-			panic(e) // field names and types are fixed by the model
-		}
-		return op
-	}
 	ops := []store.Op{
-		set("finished", time.Now().UTC()),
-		set("progress", 1.0),
-		set("allowed_operations", []datamodel.TaskAllowedOperations{}),
+		mustSet(c, ref, "finished", time.Now().UTC()),
+		mustSet(c, ref, "progress", 1.0),
+		mustSet(c, ref, "allowed_operations", []datamodel.TaskAllowedOperations{}),
 	}
-	if err != nil {
+	var de *datamodel.Error
+	switch {
+	case errors.As(err, &de) && de.Code == datamodel.CodeTaskCancelled:
+		ops = append(ops, mustSet(c, ref, "status", datamodel.TaskStatusTypeCancelled), mustSet(c, ref, "error_info", []string{de.Code, ref}))
+	case err != nil:
 		f := toFault(s.log, m.Name, err)
-		ops = append(ops, set("status", datamodel.TaskStatusTypeFailure), set("error_info", append([]string{f.Code}, f.Params...)))
-	} else {
-		ops = append(ops, set("status", datamodel.TaskStatusTypeSuccess), set("result", xmlValue(resultWriter(m, out))))
+		ops = append(ops, mustSet(c, ref, "status", datamodel.TaskStatusTypeFailure), mustSet(c, ref, "error_info", append([]string{f.Code}, f.Params...)))
+	default:
+		ops = append(ops, mustSet(c, ref, "status", datamodel.TaskStatusTypeSuccess), mustSet(c, ref, "result", xmlValue(resultWriter(m, out))))
 	}
 	if _, err := s.store.Apply(ctx, ops...); err != nil {
-		s.log.Warn("task completion not recorded", "task_uuid", ref, "err", err)
+		// the task may have been destroyed meanwhile; nothing else to record
+		s.log.Debug("task completion not recorded", "err", err)
 	}
 }
 
@@ -69,4 +127,19 @@ func xmlValue(write func(w rpc.Writer)) string {
 	write(w)
 	_ = w.Flush()
 	return buf.String()
+}
+
+// expireTasks destroys finished tasks older than the retention period (leader only).
+func (s *Server) expireTasks(ctx context.Context, before time.Time) {
+	if !s.store.IsLeader() {
+		return
+	}
+	var ops []store.Op
+	for _, e := range s.store.List(datamodel.TaskClass) {
+		t := e.Obj.(*datamodel.TaskRecord)
+		if t.Status != datamodel.TaskStatusTypePending && t.Status != datamodel.TaskStatusTypeCancelling && t.Finished.Before(before) {
+			ops = append(ops, store.Delete(datamodel.TaskClass, e.Ref))
+		}
+	}
+	s.deleteEach(ctx, ops)
 }
