@@ -8,5 +8,6 @@ func (s *Server) builtinImpl() *Impl {
 	impl.VM = &vmMessages{s: s}
 	impl.Host = &hostMessages{s: s}
 	impl.Task = &taskMessages{s: s}
+	impl.Event = &eventMessages{s: s}
 	return impl
 }

@@ -268,9 +268,9 @@ type EventMessages interface {
 	// Unregister is event.unregister.
 	Unregister(ctx context.Context, call *Call, classes []string) error
 	// Next is event.next.
-	Next(ctx context.Context, call *Call) ([]*datamodel.EventRecord, error)
+	Next(ctx context.Context, call *Call) (any, error)
 	// From is event.from.
-	From(ctx context.Context, call *Call, classes []string, token string, timeout float64) ([]*datamodel.EventRecord, error)
+	From(ctx context.Context, call *Call, classes []string, token string, timeout float64) (any, error)
 	// GetCurrentID is event.get_current_id.
 	GetCurrentID(ctx context.Context, call *Call) (int64, error)
 	// Inject is event.inject.
@@ -292,13 +292,13 @@ func (UnimplementedEventMessages) Unregister(ctx context.Context, call *Call, cl
 }
 
 // Next answers NOT_IMPLEMENTED.
-func (UnimplementedEventMessages) Next(ctx context.Context, call *Call) ([]*datamodel.EventRecord, error) {
-	return *new([]*datamodel.EventRecord), errNotImplemented("event.next")
+func (UnimplementedEventMessages) Next(ctx context.Context, call *Call) (any, error) {
+	return *new(any), errNotImplemented("event.next")
 }
 
 // From answers NOT_IMPLEMENTED.
-func (UnimplementedEventMessages) From(ctx context.Context, call *Call, classes []string, token string, timeout float64) ([]*datamodel.EventRecord, error) {
-	return *new([]*datamodel.EventRecord), errNotImplemented("event.from")
+func (UnimplementedEventMessages) From(ctx context.Context, call *Call, classes []string, token string, timeout float64) (any, error) {
+	return *new(any), errNotImplemented("event.from")
 }
 
 // GetCurrentID answers NOT_IMPLEMENTED.
@@ -2345,7 +2345,7 @@ type HostMessages interface {
 	// HasExtension is host.has_extension.
 	HasExtension(ctx context.Context, call *Call, host datamodel.HostRef, name string) (bool, error)
 	// CallExtension is host.call_extension.
-	CallExtension(ctx context.Context, call *Call, host datamodel.HostRef, call_ string) (string, error)
+	CallExtension(ctx context.Context, call *Call, host datamodel.HostRef, call_ string) (any, error)
 	// GetServertime is host.get_servertime.
 	GetServertime(ctx context.Context, call *Call, host datamodel.HostRef) (time.Time, error)
 	// GetServerLocaltime is host.get_server_localtime.
@@ -2832,8 +2832,8 @@ func (UnimplementedHostMessages) HasExtension(ctx context.Context, call *Call, h
 }
 
 // CallExtension answers NOT_IMPLEMENTED.
-func (UnimplementedHostMessages) CallExtension(ctx context.Context, call *Call, host datamodel.HostRef, call_ string) (string, error) {
-	return *new(string), errNotImplemented("host.call_extension")
+func (UnimplementedHostMessages) CallExtension(ctx context.Context, call *Call, host datamodel.HostRef, call_ string) (any, error) {
+	return *new(any), errNotImplemented("host.call_extension")
 }
 
 // GetServertime answers NOT_IMPLEMENTED.

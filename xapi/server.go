@@ -49,6 +49,7 @@ type Server struct {
 	hostRef datamodel.HostRef
 	poolRef datamodel.PoolRef
 	tasks   runningTasks
+	events  *eventHub
 
 	mu        sync.Mutex
 	closed    bool
@@ -90,6 +91,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.listNames = append(s.listNames, "system.listMethods")
 	sort.Strings(s.listNames)
+	s.initEvents()
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, fmt.Errorf("xapi: bootstrap: %w", err)
 	}

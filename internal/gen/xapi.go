@@ -37,6 +37,17 @@ func (g *generator) params(msg *schema.Message) []goParam {
 	return out
 }
 
+// resultType is the Go result type of an explicit message. Messages with a
+// custom marshaller (event.from's batch struct, event.next's events with
+// snapshots) return any: their implementations give a ResultFunc that writes
+// the wire value, which differs from the model's declared type.
+func (g *generator) resultType(msg *schema.Message) string {
+	if msg.Custom {
+		return "any"
+	}
+	return g.qualified(g.m.MustType(msg.Result))
+}
+
 func (g *generator) signature(msg *schema.Message) string {
 	var b strings.Builder
 	b.WriteString("ctx context.Context, call *Call")
@@ -45,7 +56,7 @@ func (g *generator) signature(msg *schema.Message) string {
 	}
 	b.WriteString(")")
 	if msg.Result != "" {
-		fmt.Fprintf(&b, " (%s, error)", g.qualified(g.m.MustType(msg.Result)))
+		fmt.Fprintf(&b, " (%s, error)", g.resultType(msg))
 	} else {
 		b.WriteString(" error")
 	}
@@ -73,7 +84,7 @@ func (g *generator) genMessages() string {
 			mn := goName(msg.Name)
 			ret := "errNotImplemented(" + strconv.Quote(c.Name+"."+msg.Name) + ")"
 			if msg.Result != "" {
-				ret = "*new(" + g.qualified(g.m.MustType(msg.Result)) + "), " + ret
+				ret = "*new(" + g.resultType(msg) + "), " + ret
 			}
 			fmt.Fprintf(&b, "// %s answers NOT_IMPLEMENTED.\nfunc (Unimplemented%sMessages) %s(%s {\n\treturn %s\n}\n\n", mn, gn, mn, g.signature(msg), ret)
 		}
