@@ -337,6 +337,28 @@ func TestRealClients(t *testing.T) {
 		runClient(t, dir, node, "xenapi_npm.mjs", d.HTTPSURL, rootUser, rootPassword, "json-rpc", "xml-rpc")
 	})
 
+	// Tasks and events: XenAPI.py polls an Async task and runs an event.next
+	// loop; xen-api's object cache stays equal to get_all_records through
+	// 10,000 changes made by another client, and callAsync reports results.
+	t.Run("XenAPI.py/events", func(t *testing.T) {
+		if python == "" {
+			missing(t, "%s", noPython)
+		}
+		runClient(t, dir, python, "xenapi_events.py", d.HTTPURL, rootUser, rootPassword)
+	})
+	t.Run("xen-api/events/json-rpc", func(t *testing.T) {
+		if node == "" {
+			missing(t, "%s", noNode)
+		}
+		runClient(t, dir, node, "xenapi_events.mjs", d.HTTPURL, rootUser, rootPassword, "10000", "json-rpc")
+	})
+	t.Run("xen-api/events/xml-rpc", func(t *testing.T) {
+		if node == "" {
+			missing(t, "%s", noNode)
+		}
+		runClient(t, dir, node, "xenapi_events.mjs", d.HTTPURL, rootUser, rootPassword, "2000", "xml-rpc")
+	})
+
 	// A restart keeps the TLS certificate (clients pin its thumbprint), the
 	// root password (no --root-password given now) and the pool's identity.
 	t.Run("restart", func(t *testing.T) {
