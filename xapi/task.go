@@ -143,3 +143,13 @@ func (s *Server) expireTasks(ctx context.Context, before time.Time) {
 	}
 	s.deleteEach(ctx, ops)
 }
+
+// SetProgress records the progress (0..1) of the call's task, if it runs as
+// an Async task; clients watching the task see it through events.
+func (c *Call) SetProgress(ctx context.Context, p float64) error {
+	if c.Task == "" || c.Task == datamodel.TaskRef(datamodel.NullRef) {
+		return nil
+	}
+	p = min(max(p, 0), 1)
+	return c.Server.apply(ctx, mustSet(datamodel.TaskClass, string(c.Task), "progress", p))
+}

@@ -18,6 +18,9 @@ type slowVM struct {
 }
 
 func (v *slowVM) Start(ctx context.Context, call *xapi.Call, vm datamodel.VMRef, paused, force bool) error {
+	if err := call.SetProgress(ctx, 0.5); err != nil {
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -85,10 +88,19 @@ func TestAsyncTasks(t *testing.T) {
 		t.Fatalf("error_info: %v", ei)
 	}
 
-	// cancel reaches the running operation
+	// cancel reaches the running operation; progress reported meanwhile is visible
 	task, e = jsonCall(t, srv.URL, "Async.VM.start", s, vm, false, false)
 	if e != nil {
 		t.Fatal(e)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if p, _ := jsonCall(t, srv.URL, "task.get_progress", s, task); p == 0.5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("progress 0.5 never visible")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if _, e := jsonCall(t, srv.URL, "task.cancel", s, task); e != nil {
 		t.Fatal(e)
