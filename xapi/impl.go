@@ -9,5 +9,6 @@ func (s *Server) builtinImpl() *Impl {
 	impl.Host = &hostMessages{s: s}
 	impl.Task = &taskMessages{s: s}
 	impl.Event = &eventMessages{s: s}
+	impl.Message = &messageMessages{s: s}
 	return impl
 }

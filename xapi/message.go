@@ -29,6 +29,8 @@ type messageMessages struct {
 	trimMu sync.Mutex // serializes this server's enforcement of messageLimit
 }
 
+var _ MessageMessages = (*messageMessages)(nil)
+
 // messageObjectClass is the class whose object a message of class cls is about.
 func messageObjectClass(cls datamodel.Cls) *datamodel.Class {
 	switch cls {
