@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xapi-go/xapi-go/backends"
 	"github.com/xapi-go/xapi-go/datamodel"
 	"github.com/xapi-go/xapi-go/rpc"
 	"github.com/xapi-go/xapi-go/store"
@@ -34,6 +35,9 @@ type Config struct {
 	AuthFailureDelay time.Duration
 	// SessionTimeout expires sessions inactive for longer (default 24 h).
 	SessionTimeout time.Duration
+	// Backend runs this host's domains; nil leaves the VM power operations
+	// unimplemented.
+	Backend backends.Backend
 }
 
 // Server is the XenAPI server of one host.
@@ -50,6 +54,7 @@ type Server struct {
 	poolRef datamodel.PoolRef
 	tasks   runningTasks
 	events  *eventHub
+	vms     vmRuntime
 
 	mu        sync.Mutex
 	closed    bool
@@ -101,6 +106,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		timeout = sessionInactiveTimeout
 	}
 	s.goBackground(func(ctx context.Context) { s.sessionGC(ctx, timeout) })
+	if err := s.startBackend(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("xapi: backend: %w", err)
+	}
 	return s, nil
 }
 

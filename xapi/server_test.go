@@ -72,7 +72,7 @@ func TestLoginAndErrors(t *testing.T) {
 		{"wrong type", "VM.get_record", []any{s, int64(3)}, []string{"FIELD_TYPE_ERROR", "self"}},
 		{"too many", "VM.get_record", []any{s, "a", "b"}, []string{"MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_record", "1", "2"}},
 		{"bad where", "VM.get_all_records_where", []any{s, `field "x`}, nil},
-		{"not implemented", "VM.start", []any{s, "OpaqueRef:x", false, false}, []string{"NOT_IMPLEMENTED", "VM.start"}},
+		{"not implemented", "VM.send_sysrq", []any{s, "OpaqueRef:x", "b"}, []string{"NOT_IMPLEMENTED", "VM.send_sysrq"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

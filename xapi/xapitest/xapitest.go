@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xapi-go/xapi-go/backends/sim"
 	"github.com/xapi-go/xapi-go/store"
 	"github.com/xapi-go/xapi-go/xapi"
 )
@@ -24,6 +25,9 @@ type Server struct {
 	API   *xapi.Server
 	Store *store.Store
 	HTTP  *httptest.Server
+	// Sim is the simulated hypervisor the server's VMs run on (nil when
+	// Configure installed another backend).
+	Sim *sim.Sim
 }
 
 // Options tune a test server.
@@ -32,6 +36,9 @@ type Options struct {
 	Users map[string]string
 	// Configure, if set, may change the xapi config before the server starts.
 	Configure func(*xapi.Config)
+	// Sim configures the simulated hypervisor; the zero value is a 64 GiB,
+	// 8-CPU host with no latency and a guest agent that reports at once.
+	Sim sim.Config
 }
 
 // NewServer starts a server that is torn down when the test ends.
@@ -61,12 +68,18 @@ func Start(opts Options) (srv *Server, stop func(), err error) {
 			return nil, nil, fmt.Errorf("user %s: %w", name, err)
 		}
 	}
-	cfg := xapi.Config{Store: st, Auth: auth, Logger: log, Hostname: "testhost", Address: "127.0.0.1"}
+	simCfg := opts.Sim
+	if simCfg.Logger == nil {
+		simCfg.Logger = log
+	}
+	sb := sim.New(simCfg)
+	cfg := xapi.Config{Store: st, Auth: auth, Logger: log, Hostname: "testhost", Address: "127.0.0.1", Backend: sb}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
 	api, err := xapi.New(ctx, cfg)
 	if err != nil {
+		_ = sb.Close()
 		_ = st.Close()
 		return nil, nil, fmt.Errorf("xapi: %w", err)
 	}
@@ -74,7 +87,12 @@ func Start(opts Options) (srv *Server, stop func(), err error) {
 	stop = func() {
 		hs.Close()
 		_ = api.Close()
+		_ = sb.Close()
 		_ = st.Close()
 	}
-	return &Server{URL: hs.URL, API: api, Store: st, HTTP: hs}, stop, nil
+	srv = &Server{URL: hs.URL, API: api, Store: st, HTTP: hs}
+	if cfg.Backend == sb {
+		srv.Sim = sb
+	}
+	return srv, stop, nil
 }
