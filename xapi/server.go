@@ -13,6 +13,7 @@ import (
 	"github.com/xapi-go/xapi-go/backends"
 	"github.com/xapi-go/xapi-go/datamodel"
 	"github.com/xapi-go/xapi-go/rpc"
+	"github.com/xapi-go/xapi-go/rrd"
 	"github.com/xapi-go/xapi-go/store"
 )
 
@@ -28,8 +29,12 @@ type Config struct {
 	Impl *Impl
 	// Override, if set, may replace parts of the built-in implementation (tests).
 	Override func(impl *Impl)
-	// Other serves non-RPC HTTP requests (GET handlers); nil means 404.
+	// Other serves non-RPC HTTP requests other than the stats handlers
+	// (/rrd_updates, /host_rrd(s), /vm_rrd(s)); nil means 404.
 	Other http.Handler
+	// StatsInterval is how often the backend is sampled into the stats
+	// archives (default 1 s).
+	StatsInterval time.Duration
 	// AuthFailureDelay is how long a failed login waits before answering
 	// (xapi: 5 s); zero means no delay.
 	AuthFailureDelay time.Duration
@@ -49,6 +54,7 @@ type Server struct {
 	methods *methodSet
 	impl    *Impl
 	handler http.Handler
+	rrd     *rrd.Store
 
 	hostRef datamodel.HostRef
 	poolRef datamodel.PoolRef
@@ -100,7 +106,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, fmt.Errorf("xapi: bootstrap: %w", err)
 	}
-	s.handler = rpc.NewHandler(s, rpc.Options{Other: cfg.Other, Logger: cfg.Logger})
+	s.rrd = rrd.NewStore(rrd.StoreOptions{})
+	s.handler = rpc.NewHandler(s, rpc.Options{Other: s.httpHandlers(), Logger: cfg.Logger})
 	timeout := cfg.SessionTimeout
 	if timeout <= 0 {
 		timeout = sessionInactiveTimeout
@@ -109,6 +116,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.startBackend(ctx); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("xapi: backend: %w", err)
+	}
+	if b := cfg.Backend; b != nil {
+		interval := cfg.StatsInterval
+		if interval <= 0 {
+			interval = time.Second
+		}
+		s.goBackground(func(ctx context.Context) { runStats(ctx, b, s.rrd, interval) })
 	}
 	return s, nil
 }
