@@ -178,6 +178,8 @@ func BenchmarkGetAllRecordsVM(b *testing.B) {
 			reportLatencies(b, lat)
 			b.ReportMetric(float64(bytesOut)/1e6, "MB/resp")
 			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N)/numVMs, "allocs/record")
+			b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N)/1e6, "MB-alloc/op")
+			b.ReportMetric(float64(ms1.NumGC-ms0.NumGC)/float64(b.N), "gc/op")
 		})
 	}
 }
