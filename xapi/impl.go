@@ -1,5 +1,7 @@
 package xapi
 
+import "github.com/xapi-go/xapi-go/datamodel"
+
 // builtinImpl wires the hand-written message implementations; everything not
 // built yet answers NOT_IMPLEMENTED through the generated Unimplemented types.
 func (s *Server) builtinImpl() *Impl {
@@ -10,5 +12,18 @@ func (s *Server) builtinImpl() *Impl {
 	impl.Task = &taskMessages{s: s}
 	impl.Event = &eventMessages{s: s}
 	impl.Message = &messageMessages{s: s}
+	impl.VBD = &vbdMessages{s: s}
+	impl.VIF = &vifMessages{s: s}
+	impl.VDI = &vdiMessages{s: s}
 	return impl
+}
+
+func init() {
+	destroyHooks[datamodel.VMClass] = destroyVM
+	createHooks[datamodel.VBDClass] = createVBD
+	destroyHooks[datamodel.VBDClass] = destroyVBD
+	createHooks[datamodel.VIFClass] = createVIF
+	destroyHooks[datamodel.VIFClass] = destroyVIF
+	createHooks[datamodel.VDIClass] = createVDI
+	destroyHooks[datamodel.VDIClass] = destroyVDI
 }

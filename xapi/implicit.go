@@ -14,6 +14,13 @@ import (
 	"github.com/xapi-go/xapi-go/store"
 )
 
+// Class-specific implicit create and destroy, replacing the generic store
+// write (registered in impl.go).
+var (
+	createHooks  = map[*datamodel.Class]func(s *Server, ctx context.Context, call *Call, rec datamodel.Object) (string, error){}
+	destroyHooks = map[*datamodel.Class]func(s *Server, ctx context.Context, call *Call, ref string) error{}
+)
+
 // runImplicit executes a generated (implicit) message generically over the store.
 func (s *Server) runImplicit(ctx context.Context, call *Call, args []any) (any, error) {
 	m := call.Method
@@ -55,7 +62,11 @@ func (s *Server) runImplicit(ctx context.Context, call *Call, args []any) (any, 
 		if !ok {
 			return nil, datamodel.ErrFieldTypeError("args")
 		}
-		ref, err := s.createObject(ctx, rec)
+		create := s.createObject
+		if h := createHooks[c]; h != nil {
+			create = func(ctx context.Context, o datamodel.Object) (string, error) { return h(s, ctx, call, o) }
+		}
+		ref, err := create(ctx, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -64,6 +75,9 @@ func (s *Server) runImplicit(ctx context.Context, call *Call, args []any) (any, 
 		ref, err := s.existing(c, args[0])
 		if err != nil {
 			return nil, err
+		}
+		if h := destroyHooks[c]; h != nil {
+			return nil, h(s, ctx, call, ref)
 		}
 		return nil, s.apply(ctx, store.Delete(c, ref))
 	case "get_all":
