@@ -136,6 +136,14 @@ func TestDevices(t *testing.T) {
 	devFail(t, url, []string{"VM_BAD_POWER_STATE", vm, "halted", "running"}, "VM.destroy", s, vm)
 	devFail(t, url, []string{"VDI_IN_USE", vdi, "resize"}, "VDI.resize", s, vdi, 3*gib)
 	devFail(t, url, []string{"VDI_IN_USE", vdi, "destroy"}, "VDI.destroy", s, vdi)
+	// a started VM's devices are attached
+	if r := record(t, url, s, "VBD", vbd); r["currently_attached"] != true {
+		t.Fatalf("VBD after start: %v", r)
+	}
+	if r := record(t, url, s, "VIF", vif); r["currently_attached"] != true {
+		t.Fatalf("VIF after start: %v", r)
+	}
+	vmCall(t, url, "VBD.unplug", s, vbd)
 	devFail(t, url, []string{"DEVICE_ALREADY_DETACHED", vbd}, "VBD.unplug", s, vbd)
 	vmCall(t, url, "VBD.plug", s, vbd)
 	if r := record(t, url, s, "VBD", vbd); r["currently_attached"] != true || !slices.Contains(refList(r["allowed_operations"]), "unplug") {
@@ -157,13 +165,15 @@ func TestDevices(t *testing.T) {
 	devFail(t, url, []string{"VBD_NOT_UNPLUGGABLE", vbd}, "VBD.unplug", s, vbd)
 	vmCall(t, url, "VBD.unplug_force", s, vbd)
 	vmCall(t, url, "VBD.set_unpluggable", s, vbd, true)
-	vmCall(t, url, "VIF.plug", s, vif)
-	devFail(t, url, []string{"DEVICE_ALREADY_ATTACHED", vif}, "VIF.plug", s, vif)
+	devFail(t, url, []string{"DEVICE_ALREADY_ATTACHED", vif}, "VIF.plug", s, vif) // attached since start
 	vmCall(t, url, "VIF.unplug", s, vif)
 	devFail(t, url, []string{"DEVICE_ALREADY_DETACHED", vif}, "VIF.unplug_force", s, vif)
 	vmCall(t, url, "VBD.plug", s, vbd)
 	vmCall(t, url, "VIF.plug", s, vif)
 	vmCall(t, url, "VM.hard_shutdown", s, vm)
+	if r := record(t, url, s, "VBD", vbd); r["currently_attached"] != false {
+		t.Fatalf("VBD after shutdown: %v", r)
+	}
 
 	// VDI.destroy of a disk of a halted VM takes its VBDs along.
 	scratch := vmCall(t, url, "VDI.create", s, devVDI(sr, gib)).(string)

@@ -122,6 +122,7 @@ func (e *vmEditor) domainState(st backends.DomainState) *vmEditor {
 	e.set("domid", domid)
 	e.set("resident_on", resident)
 	e.set("scheduled_to_be_resident_on", datamodel.HostRef(datamodel.NullRef))
+	e.devicesAttached(active)
 	e.set("memory_target", st.MemoryTarget)
 	if active && s.cfg.Backend != nil {
 		e.set("memory_overhead", s.cfg.Backend.MemoryOverhead(s.domainSpec(e.rec)))
@@ -587,4 +588,28 @@ func freeDevices(top int, used map[string]bool) []string {
 		}
 	}
 	return out
+}
+
+// devicesAttached makes the VM's VBDs and VIFs attached while its domain is
+// active and detached otherwise, recomputing their allowed operations.
+func (e *vmEditor) devicesAttached(active bool) {
+	s := e.s
+	for _, ref := range e.rec.VBDs {
+		o, ok := s.store.Get(datamodel.VBDClass, string(ref))
+		if !ok {
+			continue
+		}
+		r := o.Clone().(*datamodel.VBDRecord)
+		e.list = setObj(e.list, datamodel.VBDClass, string(ref), r, "currently_attached", active)
+		e.list = setObj(e.list, datamodel.VBDClass, string(ref), r, "allowed_operations", vbdAllowedOperations(r, e.rec))
+	}
+	for _, ref := range e.rec.VIFs {
+		o, ok := s.store.Get(datamodel.VIFClass, string(ref))
+		if !ok {
+			continue
+		}
+		r := o.Clone().(*datamodel.VIFRecord)
+		e.list = setObj(e.list, datamodel.VIFClass, string(ref), r, "currently_attached", active)
+		e.list = setObj(e.list, datamodel.VIFClass, string(ref), r, "allowed_operations", vifAllowedOperations(r, e.rec))
+	}
 }

@@ -256,6 +256,10 @@ func (m *vmMessages) Revert(ctx context.Context, call *Call, snapshot datamodel.
 			if err != nil {
 				return nil, err
 			}
+			// the VM's devices are the snapshot's copies from now on (the old
+			// ones are removed by ops), also for the stop's device updates
+			e.set("VBDs", ops.vbds)
+			e.set("VIFs", ops.vifs)
 			// From here on nothing fails: stop the VM, then rewrite it.
 			if rec.PowerState != datamodel.VMPowerStateHalted {
 				// like xapi's, a revert under way is not cancellable
@@ -270,8 +274,6 @@ func (m *vmMessages) Revert(ctx context.Context, call *Call, snapshot datamodel.
 			}
 			e.set("ha_always_run", false)
 			e.set("suspend_VDI", datamodel.VDIRef(datamodel.NullRef))
-			e.set("VBDs", ops.vbds)
-			e.set("VIFs", ops.vifs)
 			// the VM now descends from the snapshot
 			if old := rec.Parent; old != snapshot {
 				if _, ok := s.store.Get(datamodel.VMClass, string(old)); ok && old != vm {
