@@ -99,6 +99,9 @@ func TestVMCloneAndStart(t *testing.T) {
 	if len(r["current_operations"].(map[string]any)) != 0 {
 		t.Fatalf("current_operations %v", r["current_operations"])
 	}
+	if !slices.Contains(refList(vmCall(t, srv.URL, "host.get_resident_VMs", s, host)), clone) {
+		t.Fatal("running VM not in host.resident_VMs")
+	}
 	m := record(t, srv.URL, s, "VM_metrics", r["metrics"].(string))
 	if vmNum(m["VCPUs_number"]) != 2 || vmNum(m["memory_actual"]) <= 0 || m["start_time"] == "19700101T00:00:00Z" {
 		t.Fatalf("metrics %v", m)
@@ -110,6 +113,9 @@ func TestVMCloneAndStart(t *testing.T) {
 	r = record(t, srv.URL, s, "VM", clone)
 	if r["power_state"] != "Halted" || r["resident_on"] != "OpaqueRef:NULL" || vmNum(r["domid"]) != -1 || !slices.Contains(refList(r["allowed_operations"]), "start") {
 		t.Fatalf("after shutdown: %v %v %v %v", r["power_state"], r["resident_on"], r["domid"], r["allowed_operations"])
+	}
+	if slices.Contains(refList(vmCall(t, srv.URL, "host.get_resident_VMs", s, host)), clone) {
+		t.Fatal("halted VM still in host.resident_VMs")
 	}
 	if free2 := hostFree(t, srv.URL, s); free2 != free0 {
 		t.Fatalf("memory_free %d after shutdown, want %d", free2, free0)

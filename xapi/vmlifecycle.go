@@ -120,6 +120,15 @@ func (e *vmEditor) domainState(st backends.DomainState) *vmEditor {
 		resident = s.hostRef
 	}
 	e.set("domid", domid)
+	// host.resident_VMs is the other end of VM.resident_on
+	if prev := e.rec.ResidentOn; prev != resident {
+		if _, ok := s.store.Get(datamodel.HostClass, string(prev)); ok {
+			e.list = append(e.list, setRemoveOp(datamodel.HostClass, string(prev), "resident_VMs", datamodel.VMRef(e.ref)))
+		}
+		if _, ok := s.store.Get(datamodel.HostClass, string(resident)); ok {
+			e.list = append(e.list, mustSetAdd(datamodel.HostClass, string(resident), "resident_VMs", datamodel.VMRef(e.ref)))
+		}
+	}
 	e.set("resident_on", resident)
 	e.set("scheduled_to_be_resident_on", datamodel.HostRef(datamodel.NullRef))
 	e.devicesAttached(active)
