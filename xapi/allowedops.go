@@ -127,6 +127,9 @@ func vmAllowedOperations(rec *datamodel.VMRecord, f backends.Features) []datamod
 		ops = append(ops, controlDomainOps...)
 	case rec.IsATemplate || rec.IsASnapshot:
 		ops = append(ops, templateOps...)
+		if rec.IsASnapshot {
+			ops = append(ops, datamodel.VMOperationsRevert) // XenCenter's Revert button
+		}
 	default:
 		state := vmPowerState(rec.PowerState)
 		for _, p := range powerOps {
