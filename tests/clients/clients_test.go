@@ -359,6 +359,29 @@ func TestRealClients(t *testing.T) {
 		runClient(t, dir, node, "xenapi_events.mjs", d.HTTPURL, rootUser, rootPassword, "2000", "xml-rpc")
 	})
 
+	// A VM's life cycle on the simulated hypervisor: made from a template,
+	// started, rebooted, suspended, resumed, shut down and destroyed, with its
+	// guest metrics from the simulated agent. XenAPI.py polls Async tasks;
+	// xen-api's object cache must show each power state after barrier().
+	t.Run("XenAPI.py/vm", func(t *testing.T) {
+		if python == "" {
+			missing(t, "%s", noPython)
+		}
+		runClient(t, dir, python, "xenapi_vm.py", d.HTTPURL, rootUser, rootPassword)
+	})
+	t.Run("xen-api/vm", func(t *testing.T) {
+		if node == "" {
+			missing(t, "%s", noNode)
+		}
+		runClient(t, dir, node, "xenapi_vm.mjs", d.HTTPURL, rootUser, rootPassword, "json-rpc")
+	})
+	t.Run("xen-api/vm/xml-rpc", func(t *testing.T) {
+		if node == "" {
+			missing(t, "%s", noNode)
+		}
+		runClient(t, dir, node, "xenapi_vm.mjs", d.HTTPURL, rootUser, rootPassword, "xml-rpc")
+	})
+
 	// A restart keeps the TLS certificate (clients pin its thumbprint), the
 	// root password (no --root-password given now) and the pool's identity.
 	t.Run("restart", func(t *testing.T) {
