@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if interval <= 0 {
 			interval = time.Second
 		}
-		s.goBackground(func(ctx context.Context) { runStats(ctx, b, s.rrd, interval) })
+		s.goBackground(func(ctx context.Context) { s.runStats(ctx, b, s.rrd, interval) })
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/xapi-go/xapi-go/backends"
 	"github.com/xapi-go/xapi-go/datamodel"
 	"github.com/xapi-go/xapi-go/rrd"
+	"github.com/xapi-go/xapi-go/store"
 )
 
 // Stats: every second the host samples its backend into the round-robin
@@ -89,13 +90,18 @@ func statsValues(prev, cur backends.Sample) (host map[string]float64, vms map[st
 
 func clamp01(x float64) float64 { return min(max(x, 0), 1) }
 
-// runStats samples b every interval into st until ctx ends.
-func runStats(ctx context.Context, b backends.Backend, st *rrd.Store, interval time.Duration) {
+// metricsEvery is how many samples pass between two writes of the metrics
+// objects (VM_metrics, host_metrics): coarse, batched, through raft.
+const metricsEvery = 30
+
+// runStats samples b every interval into st until ctx ends, and every
+// metricsEvery samples writes the latest values to the metrics objects.
+func (s *Server) runStats(ctx context.Context, b backends.Backend, st *rrd.Store, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var prev backends.Sample
 	have := false
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -111,8 +117,51 @@ func runStats(ctx context.Context, b backends.Backend, st *rrd.Store, interval t
 			for uuid, v := range vms {
 				st.AddVM(uuid, cur.Time, v)
 			}
+			if n%metricsEvery == 0 {
+				s.writeMetrics(ctx, cur, vms)
+			}
 		}
 		prev, have = cur, true
+	}
+}
+
+// writeMetrics stores the coarse metrics of a sample in one batch (leader only):
+// host_metrics memory_free/live/last_updated and, per running VM,
+// VM_metrics memory_actual, VCPUs_utilisation and last_updated.
+func (s *Server) writeMetrics(ctx context.Context, cur backends.Sample, vms map[string]map[string]float64) {
+	if !s.store.IsLeader() {
+		return
+	}
+	now := cur.Time.UTC().Truncate(time.Second)
+	var ops []store.Op
+	if h, ok := s.store.Get(datamodel.HostClass, string(s.hostRef)); ok {
+		hm := string(h.(*datamodel.HostRecord).Metrics)
+		if _, ok := s.store.Get(datamodel.HostMetricsClass, hm); ok {
+			c := datamodel.HostMetricsClass
+			ops = append(ops, mustSet(c, hm, "memory_free", cur.Host.MemoryFree), mustSet(c, hm, "live", true), mustSet(c, hm, "last_updated", now))
+		}
+	}
+	for _, d := range cur.Domains {
+		ref, ok := s.store.RefByUUID(datamodel.VMClass, d.UUID)
+		if !ok {
+			continue
+		}
+		o, _ := s.store.Get(datamodel.VMClass, ref)
+		mref := string(o.(*datamodel.VMRecord).Metrics)
+		if _, ok := s.store.Get(datamodel.VMMetricsClass, mref); !ok {
+			continue
+		}
+		util := map[int64]float64{}
+		for i := range d.VCPUSeconds {
+			util[int64(i)] = vms[d.UUID]["cpu"+strconv.Itoa(i)]
+		}
+		c := datamodel.VMMetricsClass
+		ops = append(ops, mustSet(c, mref, "memory_actual", d.MemoryActual), mustSet(c, mref, "VCPUs_utilisation", util), mustSet(c, mref, "last_updated", now))
+	}
+	if len(ops) > 0 {
+		if _, err := s.store.Apply(ctx, ops...); err != nil {
+			s.log.Debug("metrics not written", "err", err)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xapi-go/xapi-go/xapi"
 	"github.com/xapi-go/xapi-go/xapi/xapitest"
 )
 
@@ -62,5 +63,32 @@ func TestRRDUpdatesEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("bad session: %d", resp.StatusCode)
+	}
+}
+
+// TestMetricsObjectsUpdated: the sampler writes coarse values to VM_metrics
+// and host_metrics every 30 samples (here 30 × 10 ms).
+func TestMetricsObjectsUpdated(t *testing.T) {
+	srv := xapitest.NewServer(t, xapitest.Options{Configure: func(c *xapi.Config) { c.StatsInterval = 10 * time.Millisecond }})
+	s := login(t, srv.URL)
+	vm := newVM(t, srv.URL, s, "metrics")
+	vmCall(t, srv.URL, "VM.start", s, vm, false, false)
+	mref := vmCall(t, srv.URL, "VM.get_metrics", s, vm).(string)
+	before := record(t, srv.URL, s, "VM_metrics", mref)["last_updated"]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := record(t, srv.URL, s, "VM_metrics", mref)
+		if m["last_updated"] != before && len(m["VCPUs_utilisation"].(map[string]any)) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VM_metrics not updated: %v", m)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	host := refList(vmCall(t, srv.URL, "host.get_all", s))[0]
+	hm := record(t, srv.URL, s, "host_metrics", vmCall(t, srv.URL, "host.get_metrics", s, host).(string))
+	if hm["live"] != true || hm["last_updated"] == "19700101T00:00:00Z" {
+		t.Fatalf("host_metrics %v", hm)
 	}
 }
