@@ -130,55 +130,8 @@ func (m *vmMessages) SetActionsAfterCrash(ctx context.Context, call *Call, self 
 // applies body's ops together with the end of the operation in one batch.
 func (s *Server) vmRecordOp(ctx context.Context, call *Call, vm datamodel.VMRef, op datamodel.VMOperations,
 	body func(rec *datamodel.VMRecord, e *vmEditor) ([]store.Op, error)) error {
-	ref := string(vm)
-	o, ok := s.store.Get(datamodel.VMClass, ref)
-	if !ok {
-		return datamodel.ErrHandleInvalid(datamodel.VMClass.Name, ref)
-	}
-	rec := o.(*datamodel.VMRecord)
-	if rec.IsControlDomain {
-		return datamodel.ErrOperationNotAllowed("Operations on the control domain are not allowed")
-	}
-	if reason, ok := rec.BlockedOperations[op]; ok {
-		return datamodel.ErrOperationBlocked(ref, reason)
-	}
-	opRef := operationRef(call)
-	if err := s.vms.begin(ref, op, opRef); err != nil {
-		return err
-	}
-	defer func() {
-		s.vms.mu.Lock()
-		s.vms.endLocked(ref)
-		s.vms.mu.Unlock()
-	}()
-	if o, ok = s.store.Get(datamodel.VMClass, ref); !ok {
-		return datamodel.ErrHandleInvalid(datamodel.VMClass.Name, ref)
-	}
-	rec = o.(*datamodel.VMRecord)
-	if !rec.IsATemplate && rec.PowerState != datamodel.VMPowerStateHalted {
-		return datamodel.ErrVMBadPowerState(ref, "halted", vmPowerState(rec.PowerState).Lower())
-	}
-	if err := s.markOperation(ctx, ref, rec, opRef, op); err != nil {
-		return err
-	}
-	if o, ok = s.store.Get(datamodel.VMClass, ref); !ok {
-		return datamodel.ErrHandleInvalid(datamodel.VMClass.Name, ref)
-	}
-	rec = o.(*datamodel.VMRecord)
-	e := s.vmEdit(ref, rec)
-	ops, err := body(rec, e)
-	if err != nil {
-		e = s.vmEdit(ref, rec)
-		ops = nil
-	}
-	e.clearOp(opRef)
-	s.vms.mu.Lock()
-	aerr := s.apply(context.WithoutCancel(ctx), append(ops, e.ops()...)...)
-	s.vms.mu.Unlock()
-	if aerr != nil && err == nil {
-		err = aerr
-	}
-	return err
+	return s.vmSettingOp(ctx, call, vm, op, []backends.PowerState{backends.Halted},
+		func(_ context.Context, rec *datamodel.VMRecord, e *vmEditor) ([]store.Op, error) { return body(rec, e) })
 }
 
 // copyVM implements VM.clone and VM.copy; sr, if set, receives the new disks.
