@@ -17,6 +17,10 @@ type JSONWriter struct {
 	key   bool   // a member name was just written
 }
 
+// SortedMaps makes generated writers emit map entries in key order, so the
+// log and snapshots are stable bytes.
+func (w *JSONWriter) SortedMaps() bool { return true }
+
 func (w *JSONWriter) sep() {
 	if w.key {
 		w.key = false

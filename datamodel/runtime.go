@@ -454,3 +454,14 @@ func SortedIntKeys[V any](m map[int64]V) []int64 {
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	return keys
 }
+
+// SortedMapsWriter is implemented by writers that want map entries in key
+// order (stable bytes for the log and snapshots); wire encoders need not.
+type SortedMapsWriter interface {
+	SortedMaps() bool
+}
+
+func sortedMaps(w Writer) bool {
+	sw, ok := w.(SortedMapsWriter)
+	return ok && sw.SortedMaps()
+}

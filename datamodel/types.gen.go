@@ -3466,6 +3466,14 @@ func decodeint(v any) (int64, error) {
 
 func writemapOfenumvm_operationsTostring(w Writer, v map[VMOperations]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writestring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMOperations
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3591,6 +3599,14 @@ func decodemapOfintTosetOfstring(v any) (map[int64][]string, error) {
 
 func writemapOfrefBondTorecordBond(w Writer, v map[BondRef]*BondRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordBond(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]BondRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3629,6 +3645,14 @@ func decodemapOfrefBondTorecordBond(v any) (map[BondRef]*BondRecord, error) {
 
 func writemapOfrefCallerTorecordCaller(w Writer, v map[CallerRef]*CallerRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordCaller(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]CallerRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3667,6 +3691,14 @@ func decodemapOfrefCallerTorecordCaller(v any) (map[CallerRef]*CallerRecord, err
 
 func writemapOfrefCertificateTorecordCertificate(w Writer, v map[CertificateRef]*CertificateRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordCertificate(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]CertificateRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3705,6 +3737,14 @@ func decodemapOfrefCertificateTorecordCertificate(v any) (map[CertificateRef]*Ce
 
 func writemapOfrefClusterTorecordCluster(w Writer, v map[ClusterRef]*ClusterRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordCluster(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]ClusterRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3743,6 +3783,14 @@ func decodemapOfrefClusterTorecordCluster(v any) (map[ClusterRef]*ClusterRecord,
 
 func writemapOfrefCluster_hostTorecordCluster_host(w Writer, v map[ClusterHostRef]*ClusterHostRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordCluster_host(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]ClusterHostRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3781,6 +3829,14 @@ func decodemapOfrefCluster_hostTorecordCluster_host(v any) (map[ClusterHostRef]*
 
 func writemapOfrefDR_taskTorecordDR_task(w Writer, v map[DRTaskRef]*DRTaskRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordDR_task(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]DRTaskRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3819,6 +3875,14 @@ func decodemapOfrefDR_taskTorecordDR_task(v any) (map[DRTaskRef]*DRTaskRecord, e
 
 func writemapOfrefDriver_variantTorecordDriver_variant(w Writer, v map[DriverVariantRef]*DriverVariantRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordDriver_variant(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]DriverVariantRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3857,6 +3921,14 @@ func decodemapOfrefDriver_variantTorecordDriver_variant(v any) (map[DriverVarian
 
 func writemapOfrefFeatureTorecordFeature(w Writer, v map[FeatureRef]*FeatureRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordFeature(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]FeatureRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3895,6 +3967,14 @@ func decodemapOfrefFeatureTorecordFeature(v any) (map[FeatureRef]*FeatureRecord,
 
 func writemapOfrefGPU_groupTorecordGPU_group(w Writer, v map[GPUGroupRef]*GPUGroupRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordGPU_group(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]GPUGroupRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3933,6 +4013,14 @@ func decodemapOfrefGPU_groupTorecordGPU_group(v any) (map[GPUGroupRef]*GPUGroupR
 
 func writemapOfrefHost_driverTorecordHost_driver(w Writer, v map[HostDriverRef]*HostDriverRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordHost_driver(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]HostDriverRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -3971,6 +4059,14 @@ func decodemapOfrefHost_driverTorecordHost_driver(v any) (map[HostDriverRef]*Hos
 
 func writemapOfrefObserverTorecordObserver(w Writer, v map[ObserverRef]*ObserverRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordObserver(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]ObserverRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4009,6 +4105,14 @@ func decodemapOfrefObserverTorecordObserver(v any) (map[ObserverRef]*ObserverRec
 
 func writemapOfrefPBDTorecordPBD(w Writer, v map[PBDRef]*PBDRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPBD(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PBDRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4047,6 +4151,14 @@ func decodemapOfrefPBDTorecordPBD(v any) (map[PBDRef]*PBDRecord, error) {
 
 func writemapOfrefPCITorecordPCI(w Writer, v map[PCIRef]*PCIRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPCI(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PCIRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4085,6 +4197,14 @@ func decodemapOfrefPCITorecordPCI(v any) (map[PCIRef]*PCIRecord, error) {
 
 func writemapOfrefPGPUTorecordPGPU(w Writer, v map[PGPURef]*PGPURecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPGPU(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PGPURef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4123,6 +4243,14 @@ func decodemapOfrefPGPUTorecordPGPU(v any) (map[PGPURef]*PGPURecord, error) {
 
 func writemapOfrefPIFTorecordPIF(w Writer, v map[PIFRef]*PIFRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPIF(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PIFRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4161,6 +4289,14 @@ func decodemapOfrefPIFTorecordPIF(v any) (map[PIFRef]*PIFRecord, error) {
 
 func writemapOfrefPIF_metricsTorecordPIF_metrics(w Writer, v map[PIFMetricsRef]*PIFMetricsRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPIF_metrics(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PIFMetricsRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4199,6 +4335,14 @@ func decodemapOfrefPIF_metricsTorecordPIF_metrics(v any) (map[PIFMetricsRef]*PIF
 
 func writemapOfrefPUSBTorecordPUSB(w Writer, v map[PUSBRef]*PUSBRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPUSB(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PUSBRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4237,6 +4381,14 @@ func decodemapOfrefPUSBTorecordPUSB(v any) (map[PUSBRef]*PUSBRecord, error) {
 
 func writemapOfrefPVS_cache_storageTorecordPVS_cache_storage(w Writer, v map[PVSCacheStorageRef]*PVSCacheStorageRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPVS_cache_storage(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PVSCacheStorageRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4275,6 +4427,14 @@ func decodemapOfrefPVS_cache_storageTorecordPVS_cache_storage(v any) (map[PVSCac
 
 func writemapOfrefPVS_proxyTorecordPVS_proxy(w Writer, v map[PVSProxyRef]*PVSProxyRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPVS_proxy(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PVSProxyRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4313,6 +4473,14 @@ func decodemapOfrefPVS_proxyTorecordPVS_proxy(v any) (map[PVSProxyRef]*PVSProxyR
 
 func writemapOfrefPVS_serverTorecordPVS_server(w Writer, v map[PVSServerRef]*PVSServerRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPVS_server(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PVSServerRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4351,6 +4519,14 @@ func decodemapOfrefPVS_serverTorecordPVS_server(v any) (map[PVSServerRef]*PVSSer
 
 func writemapOfrefPVS_siteTorecordPVS_site(w Writer, v map[PVSSiteRef]*PVSSiteRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordPVS_site(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PVSSiteRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4389,6 +4565,14 @@ func decodemapOfrefPVS_siteTorecordPVS_site(v any) (map[PVSSiteRef]*PVSSiteRecor
 
 func writemapOfrefRate_limitTorecordRate_limit(w Writer, v map[RateLimitRef]*RateLimitRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordRate_limit(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]RateLimitRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4427,6 +4611,14 @@ func decodemapOfrefRate_limitTorecordRate_limit(v any) (map[RateLimitRef]*RateLi
 
 func writemapOfrefRepositoryTorecordRepository(w Writer, v map[RepositoryRef]*RepositoryRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordRepository(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]RepositoryRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4465,6 +4657,14 @@ func decodemapOfrefRepositoryTorecordRepository(v any) (map[RepositoryRef]*Repos
 
 func writemapOfrefSDN_controllerTorecordSDN_controller(w Writer, v map[SDNControllerRef]*SDNControllerRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordSDN_controller(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]SDNControllerRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4503,6 +4703,14 @@ func decodemapOfrefSDN_controllerTorecordSDN_controller(v any) (map[SDNControlle
 
 func writemapOfrefSMTorecordSM(w Writer, v map[SMRef]*SMRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordSM(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]SMRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4541,6 +4749,14 @@ func decodemapOfrefSMTorecordSM(v any) (map[SMRef]*SMRecord, error) {
 
 func writemapOfrefSRTorecordSR(w Writer, v map[SRRef]*SRRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordSR(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]SRRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4579,6 +4795,14 @@ func decodemapOfrefSRTorecordSR(v any) (map[SRRef]*SRRecord, error) {
 
 func writemapOfrefUSB_groupTorecordUSB_group(w Writer, v map[USBGroupRef]*USBGroupRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordUSB_group(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]USBGroupRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4617,6 +4841,14 @@ func decodemapOfrefUSB_groupTorecordUSB_group(v any) (map[USBGroupRef]*USBGroupR
 
 func writemapOfrefVBDTorecordVBD(w Writer, v map[VBDRef]*VBDRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVBD(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VBDRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4655,6 +4887,14 @@ func decodemapOfrefVBDTorecordVBD(v any) (map[VBDRef]*VBDRecord, error) {
 
 func writemapOfrefVBD_metricsTorecordVBD_metrics(w Writer, v map[VBDMetricsRef]*VBDMetricsRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVBD_metrics(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VBDMetricsRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4693,6 +4933,14 @@ func decodemapOfrefVBD_metricsTorecordVBD_metrics(v any) (map[VBDMetricsRef]*VBD
 
 func writemapOfrefVDITorecordVDI(w Writer, v map[VDIRef]*VDIRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVDI(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VDIRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4731,6 +4979,14 @@ func decodemapOfrefVDITorecordVDI(v any) (map[VDIRef]*VDIRecord, error) {
 
 func writemapOfrefVDITorefSR(w Writer, v map[VDIRef]SRRef) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerefSR(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VDIRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4769,6 +5025,14 @@ func decodemapOfrefVDITorefSR(v any) (map[VDIRef]SRRef, error) {
 
 func writemapOfrefVDITostring(w Writer, v map[VDIRef]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writestring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VDIRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4807,6 +5071,14 @@ func decodemapOfrefVDITostring(v any) (map[VDIRef]string, error) {
 
 func writemapOfrefVGPUTorecordVGPU(w Writer, v map[VGPURef]*VGPURecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVGPU(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VGPURef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4845,6 +5117,14 @@ func decodemapOfrefVGPUTorecordVGPU(v any) (map[VGPURef]*VGPURecord, error) {
 
 func writemapOfrefVGPUTorefGPU_group(w Writer, v map[VGPURef]GPUGroupRef) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerefGPU_group(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VGPURef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4883,6 +5163,14 @@ func decodemapOfrefVGPUTorefGPU_group(v any) (map[VGPURef]GPUGroupRef, error) {
 
 func writemapOfrefVGPU_typeToint(w Writer, v map[VGPUTypeRef]int64) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeint(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VGPUTypeRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4921,6 +5209,14 @@ func decodemapOfrefVGPU_typeToint(v any) (map[VGPUTypeRef]int64, error) {
 
 func writemapOfrefVGPU_typeTorecordVGPU_type(w Writer, v map[VGPUTypeRef]*VGPUTypeRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVGPU_type(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VGPUTypeRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4959,6 +5255,14 @@ func decodemapOfrefVGPU_typeTorecordVGPU_type(v any) (map[VGPUTypeRef]*VGPUTypeR
 
 func writemapOfrefVIFTorecordVIF(w Writer, v map[VIFRef]*VIFRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVIF(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VIFRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -4997,6 +5301,14 @@ func decodemapOfrefVIFTorecordVIF(v any) (map[VIFRef]*VIFRecord, error) {
 
 func writemapOfrefVIFTorefnetwork(w Writer, v map[VIFRef]NetworkRef) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerefnetwork(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VIFRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5035,6 +5347,14 @@ func decodemapOfrefVIFTorefnetwork(v any) (map[VIFRef]NetworkRef, error) {
 
 func writemapOfrefVIFTostring(w Writer, v map[VIFRef]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writestring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VIFRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5073,6 +5393,14 @@ func decodemapOfrefVIFTostring(v any) (map[VIFRef]string, error) {
 
 func writemapOfrefVIF_metricsTorecordVIF_metrics(w Writer, v map[VIFMetricsRef]*VIFMetricsRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVIF_metrics(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VIFMetricsRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5111,6 +5439,14 @@ func decodemapOfrefVIF_metricsTorecordVIF_metrics(v any) (map[VIFMetricsRef]*VIF
 
 func writemapOfrefVLANTorecordVLAN(w Writer, v map[VLANRef]*VLANRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVLAN(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VLANRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5149,6 +5485,14 @@ func decodemapOfrefVLANTorecordVLAN(v any) (map[VLANRef]*VLANRecord, error) {
 
 func writemapOfrefVMTomapOfstringTostring(w Writer, v map[VMRef]map[string]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writemapOfstringTostring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5187,6 +5531,14 @@ func decodemapOfrefVMTomapOfstringTostring(v any) (map[VMRef]map[string]string, 
 
 func writemapOfrefVMTorecordVM(w Writer, v map[VMRef]*VMRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVM(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5225,6 +5577,14 @@ func decodemapOfrefVMTorecordVM(v any) (map[VMRef]*VMRecord, error) {
 
 func writemapOfrefVMTosetOfstring(w Writer, v map[VMRef][]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writesetOfstring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5263,6 +5623,14 @@ func decodemapOfrefVMTosetOfstring(v any) (map[VMRef][]string, error) {
 
 func writemapOfrefVMTostring(w Writer, v map[VMRef]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writestring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5301,6 +5669,14 @@ func decodemapOfrefVMTostring(v any) (map[VMRef]string, error) {
 
 func writemapOfrefVMPPTorecordVMPP(w Writer, v map[VMPPRef]*VMPPRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVMPP(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMPPRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5339,6 +5715,14 @@ func decodemapOfrefVMPPTorecordVMPP(v any) (map[VMPPRef]*VMPPRecord, error) {
 
 func writemapOfrefVMSSTorecordVMSS(w Writer, v map[VMSSRef]*VMSSRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVMSS(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMSSRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5377,6 +5761,14 @@ func decodemapOfrefVMSSTorecordVMSS(v any) (map[VMSSRef]*VMSSRecord, error) {
 
 func writemapOfrefVM_applianceTorecordVM_appliance(w Writer, v map[VMApplianceRef]*VMApplianceRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVM_appliance(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMApplianceRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5415,6 +5807,14 @@ func decodemapOfrefVM_applianceTorecordVM_appliance(v any) (map[VMApplianceRef]*
 
 func writemapOfrefVM_groupTorecordVM_group(w Writer, v map[VMGroupRef]*VMGroupRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVM_group(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMGroupRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5453,6 +5853,14 @@ func decodemapOfrefVM_groupTorecordVM_group(v any) (map[VMGroupRef]*VMGroupRecor
 
 func writemapOfrefVM_guest_metricsTorecordVM_guest_metrics(w Writer, v map[VMGuestMetricsRef]*VMGuestMetricsRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVM_guest_metrics(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMGuestMetricsRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5491,6 +5899,14 @@ func decodemapOfrefVM_guest_metricsTorecordVM_guest_metrics(v any) (map[VMGuestM
 
 func writemapOfrefVM_metricsTorecordVM_metrics(w Writer, v map[VMMetricsRef]*VMMetricsRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVM_metrics(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VMMetricsRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5529,6 +5945,14 @@ func decodemapOfrefVM_metricsTorecordVM_metrics(v any) (map[VMMetricsRef]*VMMetr
 
 func writemapOfrefVTPMTorecordVTPM(w Writer, v map[VTPMRef]*VTPMRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVTPM(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VTPMRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5567,6 +5991,14 @@ func decodemapOfrefVTPMTorecordVTPM(v any) (map[VTPMRef]*VTPMRecord, error) {
 
 func writemapOfrefVUSBTorecordVUSB(w Writer, v map[VUSBRef]*VUSBRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordVUSB(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]VUSBRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5605,6 +6037,14 @@ func decodemapOfrefVUSBTorecordVUSB(v any) (map[VUSBRef]*VUSBRecord, error) {
 
 func writemapOfrefblobTorecordblob(w Writer, v map[BlobRef]*BlobRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordblob(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]BlobRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5643,6 +6083,14 @@ func decodemapOfrefblobTorecordblob(v any) (map[BlobRef]*BlobRecord, error) {
 
 func writemapOfrefconsoleTorecordconsole(w Writer, v map[ConsoleRef]*ConsoleRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordconsole(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]ConsoleRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5681,6 +6129,14 @@ func decodemapOfrefconsoleTorecordconsole(v any) (map[ConsoleRef]*ConsoleRecord,
 
 func writemapOfrefcrashdumpTorecordcrashdump(w Writer, v map[CrashdumpRef]*CrashdumpRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordcrashdump(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]CrashdumpRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5719,6 +6175,14 @@ func decodemapOfrefcrashdumpTorecordcrashdump(v any) (map[CrashdumpRef]*Crashdum
 
 func writemapOfrefhostTorecordhost(w Writer, v map[HostRef]*HostRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordhost(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]HostRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5757,6 +6221,14 @@ func decodemapOfrefhostTorecordhost(v any) (map[HostRef]*HostRecord, error) {
 
 func writemapOfrefhostTosetOfstring(w Writer, v map[HostRef][]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writesetOfstring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]HostRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5795,6 +6267,14 @@ func decodemapOfrefhostTosetOfstring(v any) (map[HostRef][]string, error) {
 
 func writemapOfrefhost_cpuTorecordhost_cpu(w Writer, v map[HostCPURef]*HostCPURecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordhost_cpu(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]HostCPURef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5833,6 +6313,14 @@ func decodemapOfrefhost_cpuTorecordhost_cpu(v any) (map[HostCPURef]*HostCPURecor
 
 func writemapOfrefhost_crashdumpTorecordhost_crashdump(w Writer, v map[HostCrashdumpRef]*HostCrashdumpRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordhost_crashdump(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]HostCrashdumpRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5871,6 +6359,14 @@ func decodemapOfrefhost_crashdumpTorecordhost_crashdump(v any) (map[HostCrashdum
 
 func writemapOfrefhost_metricsTorecordhost_metrics(w Writer, v map[HostMetricsRef]*HostMetricsRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordhost_metrics(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]HostMetricsRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5909,6 +6405,14 @@ func decodemapOfrefhost_metricsTorecordhost_metrics(v any) (map[HostMetricsRef]*
 
 func writemapOfrefhost_patchTorecordhost_patch(w Writer, v map[HostPatchRef]*HostPatchRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordhost_patch(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]HostPatchRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5947,6 +6451,14 @@ func decodemapOfrefhost_patchTorecordhost_patch(v any) (map[HostPatchRef]*HostPa
 
 func writemapOfrefmessageTorecordmessage(w Writer, v map[MessageRef]*MessageRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordmessage(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]MessageRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -5985,6 +6497,14 @@ func decodemapOfrefmessageTorecordmessage(v any) (map[MessageRef]*MessageRecord,
 
 func writemapOfrefnetworkTorecordnetwork(w Writer, v map[NetworkRef]*NetworkRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordnetwork(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]NetworkRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6023,6 +6543,14 @@ func decodemapOfrefnetworkTorecordnetwork(v any) (map[NetworkRef]*NetworkRecord,
 
 func writemapOfrefnetwork_sriovTorecordnetwork_sriov(w Writer, v map[NetworkSRIOVRef]*NetworkSRIOVRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordnetwork_sriov(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]NetworkSRIOVRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6061,6 +6589,14 @@ func decodemapOfrefnetwork_sriovTorecordnetwork_sriov(v any) (map[NetworkSRIOVRe
 
 func writemapOfrefpoolTorecordpool(w Writer, v map[PoolRef]*PoolRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordpool(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PoolRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6099,6 +6635,14 @@ func decodemapOfrefpoolTorecordpool(v any) (map[PoolRef]*PoolRecord, error) {
 
 func writemapOfrefpool_patchTorecordpool_patch(w Writer, v map[PoolPatchRef]*PoolPatchRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordpool_patch(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PoolPatchRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6137,6 +6681,14 @@ func decodemapOfrefpool_patchTorecordpool_patch(v any) (map[PoolPatchRef]*PoolPa
 
 func writemapOfrefpool_updateTorecordpool_update(w Writer, v map[PoolUpdateRef]*PoolUpdateRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordpool_update(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]PoolUpdateRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6175,6 +6727,14 @@ func decodemapOfrefpool_updateTorecordpool_update(v any) (map[PoolUpdateRef]*Poo
 
 func writemapOfrefroleTorecordrole(w Writer, v map[RoleRef]*RoleRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordrole(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]RoleRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6213,6 +6773,14 @@ func decodemapOfrefroleTorecordrole(v any) (map[RoleRef]*RoleRecord, error) {
 
 func writemapOfrefsecretTorecordsecret(w Writer, v map[SecretRef]*SecretRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordsecret(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]SecretRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6251,6 +6819,14 @@ func decodemapOfrefsecretTorecordsecret(v any) (map[SecretRef]*SecretRecord, err
 
 func writemapOfrefsubjectTorecordsubject(w Writer, v map[SubjectRef]*SubjectRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordsubject(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]SubjectRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6289,6 +6865,14 @@ func decodemapOfrefsubjectTorecordsubject(v any) (map[SubjectRef]*SubjectRecord,
 
 func writemapOfreftaskTorecordtask(w Writer, v map[TaskRef]*TaskRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordtask(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]TaskRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6327,6 +6911,14 @@ func decodemapOfreftaskTorecordtask(v any) (map[TaskRef]*TaskRecord, error) {
 
 func writemapOfreftunnelTorecordtunnel(w Writer, v map[TunnelRef]*TunnelRecord) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerecordtunnel(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]TunnelRef
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6365,6 +6957,14 @@ func decodemapOfreftunnelTorecordtunnel(v any) (map[TunnelRef]*TunnelRecord, err
 
 func writemapOfstringToenumcluster_host_operation(w Writer, v map[string]ClusterHostOperation) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumcluster_host_operation(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6403,6 +7003,14 @@ func decodemapOfstringToenumcluster_host_operation(v any) (map[string]ClusterHos
 
 func writemapOfstringToenumcluster_operation(w Writer, v map[string]ClusterOperation) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumcluster_operation(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6441,6 +7049,14 @@ func decodemapOfstringToenumcluster_operation(v any) (map[string]ClusterOperatio
 
 func writemapOfstringToenumhost_allowed_operations(w Writer, v map[string]HostAllowedOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumhost_allowed_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6479,6 +7095,14 @@ func decodemapOfstringToenumhost_allowed_operations(v any) (map[string]HostAllow
 
 func writemapOfstringToenumnetwork_operations(w Writer, v map[string]NetworkOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumnetwork_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6517,6 +7141,14 @@ func decodemapOfstringToenumnetwork_operations(v any) (map[string]NetworkOperati
 
 func writemapOfstringToenumpool_allowed_operations(w Writer, v map[string]PoolAllowedOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumpool_allowed_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6555,6 +7187,14 @@ func decodemapOfstringToenumpool_allowed_operations(v any) (map[string]PoolAllow
 
 func writemapOfstringToenumstorage_operations(w Writer, v map[string]StorageOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumstorage_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6593,6 +7233,14 @@ func decodemapOfstringToenumstorage_operations(v any) (map[string]StorageOperati
 
 func writemapOfstringToenumtask_allowed_operations(w Writer, v map[string]TaskAllowedOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumtask_allowed_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6631,6 +7279,14 @@ func decodemapOfstringToenumtask_allowed_operations(v any) (map[string]TaskAllow
 
 func writemapOfstringToenumvbd_operations(w Writer, v map[string]VBDOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumvbd_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6669,6 +7325,14 @@ func decodemapOfstringToenumvbd_operations(v any) (map[string]VBDOperations, err
 
 func writemapOfstringToenumvdi_operations(w Writer, v map[string]VDIOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumvdi_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6707,6 +7371,14 @@ func decodemapOfstringToenumvdi_operations(v any) (map[string]VDIOperations, err
 
 func writemapOfstringToenumvif_operations(w Writer, v map[string]VIFOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumvif_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6745,6 +7417,14 @@ func decodemapOfstringToenumvif_operations(v any) (map[string]VIFOperations, err
 
 func writemapOfstringToenumvm_appliance_operation(w Writer, v map[string]VMApplianceOperation) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumvm_appliance_operation(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6783,6 +7463,14 @@ func decodemapOfstringToenumvm_appliance_operation(v any) (map[string]VMApplianc
 
 func writemapOfstringToenumvm_operations(w Writer, v map[string]VMOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumvm_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6821,6 +7509,14 @@ func decodemapOfstringToenumvm_operations(v any) (map[string]VMOperations, error
 
 func writemapOfstringToenumvtpm_operations(w Writer, v map[string]VTPMOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumvtpm_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6859,6 +7555,14 @@ func decodemapOfstringToenumvtpm_operations(v any) (map[string]VTPMOperations, e
 
 func writemapOfstringToenumvusb_operations(w Writer, v map[string]VUSBOperations) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeenumvusb_operations(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6897,6 +7601,14 @@ func decodemapOfstringToenumvusb_operations(v any) (map[string]VUSBOperations, e
 
 func writemapOfstringToint(w Writer, v map[string]int64) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writeint(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6935,6 +7647,14 @@ func decodemapOfstringToint(v any) (map[string]int64, error) {
 
 func writemapOfstringTorefblob(w Writer, v map[string]BlobRef) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writerefblob(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -6973,6 +7693,14 @@ func decodemapOfstringTorefblob(v any) (map[string]BlobRef, error) {
 
 func writemapOfstringTosetOfstring(w Writer, v map[string][]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writesetOfstring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {
@@ -7011,6 +7739,14 @@ func decodemapOfstringTosetOfstring(v any) (map[string][]string, error) {
 
 func writemapOfstringTostring(w Writer, v map[string]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(string(k))
+			writestring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	var kb [32]string
 	keys := kb[:0]
 	if len(v) > len(kb) {

@@ -109,3 +109,23 @@ var dateLayouts = []string{
 	time.RFC3339,
 	"2006-01-02T15:04:05",
 }
+
+// widen extends an ASCII table to all byte values (false from 0x80 up), so
+// scanning needs one lookup per byte.
+func widen(t *[128]bool) (w [256]bool) {
+	copy(w[:], t[:])
+	return w
+}
+
+// plainPrefix is the length of the longest prefix of s whose bytes are all
+// plain in table t (four bytes per step: most record strings are plain).
+func plainPrefix(t *[256]bool, s string) int {
+	i := 0
+	for i+4 <= len(s) && t[s[i]] && t[s[i+1]] && t[s[i+2]] && t[s[i+3]] {
+		i += 4
+	}
+	for i < len(s) && t[s[i]] {
+		i++
+	}
+	return i
+}

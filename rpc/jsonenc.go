@@ -162,16 +162,16 @@ var jsonSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// jsonPlain is jsonSafe over all byte values (false from 0x80 up).
+var jsonPlain = widen(&jsonSafe)
+
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s as a quoted JSON string. Invalid UTF-8 becomes
 // U+FFFD; U+2028 and U+2029 are escaped for JavaScript's sake.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
-	i := 0
-	for i < len(s) && s[i] < utf8.RuneSelf && jsonSafe[s[i]] {
-		i++
-	}
+	i := plainPrefix(&jsonPlain, s)
 	if i == len(s) {
 		b = append(b, s...)
 		return append(b, '"')

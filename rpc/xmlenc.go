@@ -147,14 +147,14 @@ var xmlSafe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// xmlPlain is xmlSafe over all byte values (false from 0x80 up).
+var xmlPlain = widen(&xmlSafe)
+
 // appendXMLText appends s escaped as XML character data: <, >, &, " become
 // entities, CR becomes &#13;, other control characters and U+FFFE/U+FFFF are
 // dropped, invalid UTF-8 becomes U+FFFD.
 func appendXMLText(b []byte, s string) []byte {
-	i := 0
-	for i < len(s) && s[i] < utf8.RuneSelf && xmlSafe[s[i]] {
-		i++
-	}
+	i := plainPrefix(&xmlPlain, s)
 	if i == len(s) {
 		return append(b, s...)
 	}

@@ -396,8 +396,10 @@ func (g *generator) genTypes() string {
 			case schema.KindInt:
 				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tfor _, k := range SortedIntKeys(v) {\n\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()))
 			case schema.KindString, schema.KindRef, schema.KindEnum:
-				// keys sorted for stable output, in a stack buffer for small maps
-				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tvar kb [32]%s\n\tkeys := kb[:0]\n\tif len(v) > len(kb) {\n\t\tkeys = make([]%s, 0, len(v))\n\t}\n\tfor k := range v {\n\t\tkeys = append(keys, k)\n\t}\n\tslices.Sort(keys)\n\tfor _, k := range keys {\n\t\tw.Member(string(k))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", g.goType(t.Key), g.goType(t.Key), wfunc(t.Elem.String()))
+				// Wire encoders take map entries in any order (as xapi's); writers
+				// that need stable output (the log, snapshots) get sorted keys,
+				// in a stack buffer for small maps.
+				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tif !sortedMaps(w) {\n\t\tfor k, x := range v {\n\t\t\tw.Member(string(k))\n\t\t\t%s(w, x)\n\t\t}\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tvar kb [32]%s\n\tkeys := kb[:0]\n\tif len(v) > len(kb) {\n\t\tkeys = make([]%s, 0, len(v))\n\t}\n\tfor k := range v {\n\t\tkeys = append(keys, k)\n\t}\n\tslices.Sort(keys)\n\tfor _, k := range keys {\n\t\tw.Member(string(k))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()), g.goType(t.Key), g.goType(t.Key), wfunc(t.Elem.String()))
 			default:
 				panic("unsupported map key " + ts)
 			}

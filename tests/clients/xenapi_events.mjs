@@ -46,11 +46,19 @@ function cachedOfType(xapi, type) {
   return out
 }
 
-// xen-api's barrier() adds an xo:barrier:* key to pool.other_config and removes
-// it without waiting, so such keys may differ for a moment; they are not data.
-function withoutBarriers(field, value) {
-  if (field !== 'other_config' || value === null || typeof value !== 'object') return value
-  return Object.fromEntries(Object.entries(value).filter(([k]) => !k.startsWith('xo:barrier:')).sort())
+// Canonical form for comparing values: map entries come in any order (as from
+// xapi), so object keys are sorted. xen-api's barrier() adds an xo:barrier:*
+// key to pool.other_config and removes it without waiting, so such keys may
+// differ for a moment; they are not data.
+function canon(value) {
+  if (Array.isArray(value)) return value.map(canon)
+  if (value === null || typeof value !== 'object') return value
+  return Object.fromEntries(
+    Object.keys(value)
+      .filter(k => !k.startsWith('xo:barrier:'))
+      .sort()
+      .map(k => [k, canon(value[k])])
+  )
 }
 
 function compare(type, cached, truth) {
@@ -62,7 +70,7 @@ function compare(type, cached, truth) {
     const c = cached[tRefs[i]]
     const t = truth[tRefs[i]]
     for (const [k, v] of Object.entries(t)) {
-      check(JSON.stringify(withoutBarriers(k, c[k])) === JSON.stringify(withoutBarriers(k, v)), `${type} ${tRefs[i]}: field ${k} cached ${JSON.stringify(c[k])} != ${JSON.stringify(v)}`)
+      check(JSON.stringify(canon(c[k])) === JSON.stringify(canon(v)), `${type} ${tRefs[i]}: field ${k} cached ${JSON.stringify(c[k])} != ${JSON.stringify(v)}`)
     }
   }
 }
