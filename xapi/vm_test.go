@@ -299,6 +299,7 @@ func TestVMPowerCycle(t *testing.T) {
 	}
 	host := refList(vmCall(t, srv.URL, "host.get_all", s))[0]
 	lastDomid := int64(-1)
+	lastImage := ""
 	for _, st := range steps {
 		params := []any{s, vm}
 		for _, p := range st.params {
@@ -311,6 +312,20 @@ func TestVMPowerCycle(t *testing.T) {
 		r := record(t, srv.URL, s, "VM", vm)
 		if r["power_state"] != st.state {
 			t.Fatalf("%s: power_state %v, want %s", st.method, r["power_state"], st.state)
+		}
+		// a suspended VM has a suspend image VDI; it goes when the VM leaves Suspended
+		if sv := r["suspend_VDI"].(string); st.state == "Suspended" {
+			if v := record(t, srv.URL, s, "VDI", sv); v["type"] != "suspend" || vmNum(v["virtual_size"]) <= 0 {
+				t.Fatalf("suspend VDI %v", v)
+			}
+			lastImage = sv
+		} else if sv != "OpaqueRef:NULL" {
+			t.Fatalf("%s: suspend_VDI %v outside Suspended", st.method, sv)
+		} else if lastImage != "" {
+			if _, e := jsonCall(t, srv.URL, "VDI.get_record", s, lastImage); e == nil || e[0] != "HANDLE_INVALID" {
+				t.Fatalf("%s: suspend image %s still there: %v", st.method, lastImage, e)
+			}
+			lastImage = ""
 		}
 		domid := vmNum(r["domid"])
 		switch st.state {

@@ -132,6 +132,7 @@ func (e *vmEditor) domainState(st backends.DomainState) *vmEditor {
 	e.set("resident_on", resident)
 	e.set("scheduled_to_be_resident_on", datamodel.HostRef(datamodel.NullRef))
 	e.devicesAttached(active)
+	e.suspendImage(st.PowerState == backends.Suspended)
 	e.set("memory_target", st.MemoryTarget)
 	if active && s.cfg.Backend != nil {
 		e.set("memory_overhead", s.cfg.Backend.MemoryOverhead(s.domainSpec(e.rec)))
@@ -621,4 +622,46 @@ func (e *vmEditor) devicesAttached(active bool) {
 		e.list = setObj(e.list, datamodel.VIFClass, string(ref), r, "currently_attached", active)
 		e.list = setObj(e.list, datamodel.VIFClass, string(ref), r, "allowed_operations", vifAllowedOperations(r, e.rec))
 	}
+}
+
+// suspendImage gives a suspended VM a suspend VDI (the record of its memory
+// image, sized memory_static_max, on the pool's suspend_image_SR) and removes
+// it when the VM leaves Suspended. The image is not charged to the SR's
+// accounting: other writes of the same batch may charge the SR too.
+func (e *vmEditor) suspendImage(suspended bool) {
+	s := e.s
+	cur := string(e.rec.SuspendVDI)
+	old, has := s.store.Get(datamodel.VDIClass, cur)
+	switch {
+	case suspended && !has:
+		sr := s.suspendSR()
+		if sr == "" {
+			return
+		}
+		ref := datamodel.NewRef()
+		v := s.newVDI("Suspend image of "+e.rec.NameLabel, e.rec.MemoryStaticMax, datamodel.VDITypeSuspend, sr, "")
+		v.VBDs = []datamodel.VBDRef{}
+		e.list = append(e.list, store.Create(ref, v), mustSetAdd(datamodel.SRClass, sr, "VDIs", datamodel.VDIRef(ref)))
+		e.set("suspend_VDI", datamodel.VDIRef(ref))
+	case !suspended && has:
+		sr := string(old.(*datamodel.VDIRecord).SR)
+		e.list = append(e.list, store.Delete(datamodel.VDIClass, cur))
+		if _, ok := s.store.Get(datamodel.SRClass, sr); ok {
+			e.list = append(e.list, setRemoveOp(datamodel.SRClass, sr, "VDIs", datamodel.VDIRef(cur)))
+		}
+		e.set("suspend_VDI", datamodel.VDIRef(datamodel.NullRef))
+	}
+}
+
+// suspendSR is the pool's suspend_image_SR, or its default SR, or "".
+func (s *Server) suspendSR() string {
+	for _, p := range s.store.List(datamodel.PoolClass) {
+		pool := p.Obj.(*datamodel.PoolRecord)
+		for _, sr := range []datamodel.SRRef{pool.SuspendImageSR, pool.DefaultSR} {
+			if _, ok := s.store.Get(datamodel.SRClass, string(sr)); ok {
+				return string(sr)
+			}
+		}
+	}
+	return ""
 }
