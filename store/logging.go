@@ -55,8 +55,20 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		all = append(all, "component", h.name)
 	}
 	all = append(all, h.args...)
-	all = append(all, args...)
+	for _, a := range args {
+		all = append(all, hclogValue(a))
+	}
 	h.l.Log(ctx, lv, msg, all...)
+}
+
+// hclogValue renders hclog's deferred formats (hclog.Fmt) as the text they stand for.
+func hclogValue(a any) any {
+	if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+		if format, ok := f[0].(string); ok {
+			return fmt.Sprintf(format, f[1:]...)
+		}
+	}
+	return a
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/xapi-go/xapi-go/datamodel"
 )
@@ -509,5 +510,14 @@ func TestFollowerRestart(t *testing.T) {
 	}
 	if stores[2].Count(vm) != 40 {
 		t.Fatalf("restarted follower has %d", stores[2].Count(vm))
+	}
+}
+
+func TestHCLogFormatArgs(t *testing.T) {
+	if got := hclogValue(hclog.Fmt("%d-%s", 7, "x")); got != "7-x" {
+		t.Fatalf("hclog.Fmt rendered as %v", got)
+	}
+	if got := hclogValue(42); got != 42 {
+		t.Fatalf("plain value changed: %v", got)
 	}
 }
