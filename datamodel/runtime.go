@@ -433,18 +433,6 @@ func DecodeStruct(expected string, v any) (map[string]any, error) {
 	return nil, decodeErr(expected, v)
 }
 
-// SortedKeys returns the keys of a string-keyed map in order, for stable output.
-func SortedKeys[K ~string, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	if len(keys) > 1 {
-		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	}
-	return keys
-}
-
 // SortedIntKeys returns the keys of an int-keyed map in order.
 func SortedIntKeys[V any](m map[int64]V) []int64 {
 	keys := make([]int64, 0, len(m))

@@ -3512,6 +3512,14 @@ func decodemapOfenumvm_operationsTostring(v any) (map[VMOperations]string, error
 
 func writemapOfintTofloat(w Writer, v map[int64]float64) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(strconv.FormatInt(k, 10))
+			writefloat(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	for _, k := range SortedIntKeys(v) {
 		w.Member(strconv.FormatInt(k, 10))
 		writefloat(w, v[k])
@@ -3541,6 +3549,14 @@ func decodemapOfintTofloat(v any) (map[int64]float64, error) {
 
 func writemapOfintToint(w Writer, v map[int64]int64) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(strconv.FormatInt(k, 10))
+			writeint(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	for _, k := range SortedIntKeys(v) {
 		w.Member(strconv.FormatInt(k, 10))
 		writeint(w, v[k])
@@ -3570,6 +3586,14 @@ func decodemapOfintToint(v any) (map[int64]int64, error) {
 
 func writemapOfintTosetOfstring(w Writer, v map[int64][]string) {
 	w.BeginStruct()
+	if !sortedMaps(w) {
+		for k, x := range v {
+			w.Member(strconv.FormatInt(k, 10))
+			writesetOfstring(w, x)
+		}
+		w.EndStruct()
+		return
+	}
 	for _, k := range SortedIntKeys(v) {
 		w.Member(strconv.FormatInt(k, 10))
 		writesetOfstring(w, v[k])

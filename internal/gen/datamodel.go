@@ -394,7 +394,8 @@ func (g *generator) genTypes() string {
 		case schema.KindMap:
 			switch t.Key.Kind {
 			case schema.KindInt:
-				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tfor _, k := range SortedIntKeys(v) {\n\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()))
+				// same rule as string-keyed maps: sorted only for writers that ask
+				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tif !sortedMaps(w) {\n\t\tfor k, x := range v {\n\t\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t\t%s(w, x)\n\t\t}\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tfor _, k := range SortedIntKeys(v) {\n\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()), wfunc(t.Elem.String()))
 			case schema.KindString, schema.KindRef, schema.KindEnum:
 				// Wire encoders take map entries in any order (as xapi's); writers
 				// that need stable output (the log, snapshots) get sorted keys,
