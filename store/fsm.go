@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -319,7 +320,7 @@ func (b *batch) apply(op *Op) *datamodel.Error {
 		return b.put(c, op.Ref, nil, o)
 	}
 	switch op.Kind {
-	case OpSet, OpDelete, OpMapAdd, OpMapPut, OpMapRemove, OpSetAdd, OpSetRemove:
+	case OpSet, OpDelete, OpMapAdd, OpMapPut, OpMapRemove, OpSetAdd, OpSetRemove, OpCheck:
 	default:
 		return internalError("unknown operation %d", uint8(op.Kind))
 	}
@@ -338,6 +339,12 @@ func (b *batch) apply(op *Op) *datamodel.Error {
 	v, derr := editField(c, f, cur, op)
 	if derr != nil {
 		return derr
+	}
+	if op.Kind == OpCheck {
+		if have := cur.Field(f.Index); !reflect.DeepEqual(have, v) {
+			return datamodel.NewError(CodeCheckFailed, c.Name, op.Ref, f.Name)
+		}
+		return nil
 	}
 	o := cur.Clone()
 	if err := o.SetField(f.Index, v); err != nil {
@@ -358,7 +365,7 @@ func editField(c *datamodel.Class, f *datamodel.Field, cur datamodel.Object, op 
 		}
 		return v, nil
 	}
-	if op.Kind == OpSet {
+	if op.Kind == OpSet || op.Kind == OpCheck {
 		return decode(f.Type)
 	}
 	old := cur.Field(f.Index)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -29,11 +30,15 @@ const (
 	OpSetAdd
 	// OpSetRemove removes an element from a set field; an absent one is fine.
 	OpSetRemove
+	// OpCheck changes nothing: it fails the whole batch with CHECK_FAILED
+	// unless the field of the record currently holds Value (compare-and-set).
+	OpCheck
 )
 
 var opKindNames = [...]string{
 	OpCreate: "create", OpSet: "set", OpDelete: "delete", OpMapAdd: "map_add",
 	OpMapPut: "map_put", OpMapRemove: "map_remove", OpSetAdd: "set_add", OpSetRemove: "set_remove",
+	OpCheck: "check",
 }
 
 func (k OpKind) String() string {
@@ -221,6 +226,26 @@ func SetAdd(c *datamodel.Class, ref, field string, v any) (Op, error) {
 // field of ref (nothing happens if it is absent).
 func SetRemove(c *datamodel.Class, ref, field string, v any) (Op, error) {
 	return setOp(OpSetRemove, c, ref, field, v)
+}
+
+// Check returns the operation that fails its batch with CHECK_FAILED unless
+// field of ref holds the typed value v when the batch is applied. Put it
+// first in a batch to make the batch a compare-and-set.
+func Check(c *datamodel.Class, ref, field string, v any) (Op, error) {
+	op, err := Set(c, ref, field, v)
+	op.Kind = OpCheck
+	return op, err
+}
+
+// CodeCheckFailed is the code of the error a batch fails with when one of its
+// Check operations does not hold. It is internal: callers turn it into the
+// XenAPI error that fits (e.g. OTHER_OPERATION_IN_PROGRESS).
+const CodeCheckFailed = "CHECK_FAILED"
+
+// IsCheckFailed reports whether err is a failed Check.
+func IsCheckFailed(err error) bool {
+	var de *datamodel.Error
+	return errors.As(err, &de) && de.Code == CodeCheckFailed
 }
 
 // ---- log entry encoding ----

@@ -521,3 +521,33 @@ func TestHCLogFormatArgs(t *testing.T) {
 		t.Fatalf("plain value changed: %v", got)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	s := newMemStore(t)
+	vm := mustClass(t, "VM")
+	apply(t, s, Create("OpaqueRef:a", newVM(t, datamodel.NewUUID(), "a")))
+	tests := []struct {
+		name    string
+		ops     []Op
+		wantErr bool
+		label   string
+	}{
+		{"holds", []Op{must(Check(vm, "OpaqueRef:a", "name_label", "a"))(t), must(Set(vm, "OpaqueRef:a", "name_label", "b"))(t)}, false, "b"},
+		{"fails and rolls back", []Op{must(Set(vm, "OpaqueRef:a", "name_label", "c"))(t), must(Check(vm, "OpaqueRef:a", "name_label", "a"))(t)}, true, "b"},
+		{"sees earlier ops of its batch", []Op{must(Set(vm, "OpaqueRef:a", "name_label", "d"))(t), must(Check(vm, "OpaqueRef:a", "name_label", "d"))(t)}, false, "d"},
+		{"set-typed field", []Op{must(Check(vm, "OpaqueRef:a", "tags", []string{"x"}))(t)}, true, "d"},
+	}
+	for _, tc := range tests {
+		_, err := s.Apply(context.Background(), tc.ops...)
+		if IsCheckFailed(err) != tc.wantErr {
+			t.Errorf("%s: err %v", tc.name, err)
+		}
+		if o, _ := s.Get(vm, "OpaqueRef:a"); datamodel.NameLabelOf(o) != tc.label {
+			t.Errorf("%s: name %q, want %q", tc.name, datamodel.NameLabelOf(o), tc.label)
+		}
+	}
+	if _, err := s.Apply(context.Background(), must(Check(vm, "OpaqueRef:gone", "name_label", "a"))(t)); err == nil || IsCheckFailed(err) {
+		t.Errorf("check of a missing record: %v", err)
+	}
+}

@@ -37,6 +37,14 @@ func (r *runningTasks) remove(ref string) {
 	delete(r.cancels, ref)
 }
 
+// running reports whether ref is an operation running on this host.
+func (r *runningTasks) running(ref string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.cancels[ref]
+	return ok
+}
+
 func (r *runningTasks) cancel(ref string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -66,13 +74,17 @@ func (s *Server) newTaskRecord(label, description string, sess datamodel.Session
 func (s *Server) startAsync(ctx context.Context, call *Call, args []any) (datamodel.TaskRef, error) {
 	rec := s.newTaskRecord("Async."+call.Method.Name, "", call.Session)
 	ref := datamodel.NewRef()
+	// The operation is registered before its task exists, so a task.cancel
+	// that comes at once finds it running.
+	tctx, cancel := context.WithCancel(s.ctx)
+	s.tasks.add(ref, cancel)
 	if err := s.apply(ctx, store.Create(ref, rec)); err != nil {
+		s.tasks.remove(ref)
+		cancel()
 		return "", err
 	}
 	call.Task = datamodel.TaskRef(ref)
 	s.goBackground(func(bg context.Context) {
-		tctx, cancel := context.WithCancel(bg)
-		s.tasks.add(ref, cancel)
 		out, err := s.run(tctx, call, args)
 		cancelled := tctx.Err() != nil && bg.Err() == nil
 		s.tasks.remove(ref)
@@ -83,6 +95,14 @@ func (s *Server) startAsync(ctx context.Context, call *Call, args []any) (datamo
 		s.finishTask(bg, ref, call.Method, out, err)
 	})
 	return call.Task, nil
+}
+
+func mustCheck(c *datamodel.Class, ref, field string, v any) store.Op {
+	op, err := store.Check(c, ref, field, v)
+	if err != nil {
+		panic(err) // field names and types are fixed by the model
+	}
+	return op
 }
 
 func mustSet(c *datamodel.Class, ref, field string, v any) store.Op {

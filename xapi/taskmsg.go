@@ -51,16 +51,31 @@ func (m *taskMessages) Cancel(ctx context.Context, call *Call, task datamodel.Ta
 		return datamodel.ErrOperationNotAllowed("task " + string(task) + " is " + string(rec.Status) + ", not pending")
 	}
 	c := datamodel.TaskClass
-	ops := []store.Op{mustSet(c, string(task), "status", datamodel.TaskStatusTypeCancelling)}
-	if !m.s.tasks.cancel(string(task)) {
+	pending := mustCheck(c, string(task), "status", datamodel.TaskStatusTypePending)
+	if !m.s.tasks.running(string(task)) {
 		// a client-made task (task.create) has no operation here: it is cancelled at once
-		ops = []store.Op{
+		return m.s.taskApply(ctx, task, pending,
 			mustSet(c, string(task), "status", datamodel.TaskStatusTypeCancelled),
 			mustSet(c, string(task), "error_info", []string{datamodel.CodeTaskCancelled, string(task)}),
-			mustSet(c, string(task), "allowed_operations", []datamodel.TaskAllowedOperations{}),
-		}
+			mustSet(c, string(task), "allowed_operations", []datamodel.TaskAllowedOperations{}))
 	}
-	return m.s.apply(ctx, ops...)
+	// Record "cancelling" before the operation can see its context end, so
+	// the operation's own completion (cancelled) always lands after it.
+	if err := m.s.taskApply(ctx, task, pending, mustSet(c, string(task), "status", datamodel.TaskStatusTypeCancelling)); err != nil {
+		return err
+	}
+	m.s.tasks.cancel(string(task))
+	return nil
+}
+
+// taskApply applies ops guarded by a check that the task is still pending; a
+// task that finished meanwhile answers OPERATION_NOT_ALLOWED.
+func (s *Server) taskApply(ctx context.Context, task datamodel.TaskRef, ops ...store.Op) error {
+	err := s.apply(ctx, ops...)
+	if store.IsCheckFailed(err) {
+		return datamodel.ErrOperationNotAllowed("task " + string(task) + " is no longer pending")
+	}
+	return err
 }
 
 // assertTaskOwner lets the task's own session, root and pool sessions act on a
