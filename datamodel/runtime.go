@@ -453,3 +453,23 @@ func sortedMaps(w Writer) bool {
 	sw, ok := w.(SortedMapsWriter)
 	return ok && sw.SortedMaps()
 }
+
+// IsUUID reports whether s has the form of a UUID (8-4-4-4-12 hex digits).
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -98,3 +98,9 @@ func (s *Store) Members() ([]Member, error) {
 	}
 	return out, nil
 }
+
+// DemoteVoter turns a voting member into a non-voter; leader only.
+func (s *Store) DemoteVoter(ctx context.Context, id string) error {
+	f := s.raft.DemoteVoter(raft.ServerID(id), 0, s.membershipTimeout(ctx))
+	return s.membershipErr("demote voter "+id, f.Error())
+}

@@ -381,3 +381,22 @@ func editSet(t reflect.Type, cur any, elem any, remove bool) (out any, changed b
 		return s.Interface(), true, true
 	}
 }
+
+// decodeBatch checks and decodes an encoded batch (one that came from another
+// host): a malformed entry must never reach the log, where it would stop
+// every replica.
+func decodeBatch(data []byte) ([]Op, error) {
+	if len(data) == 0 || data[0] != cmdBatch {
+		return nil, errors.New("not a batch")
+	}
+	var ops []Op
+	if err := json.Unmarshal(data[1:], &ops); err != nil {
+		return nil, err
+	}
+	for i := range ops {
+		if ops[i].Kind < OpCreate || ops[i].Kind > OpCheck {
+			return nil, fmt.Errorf("operation %d: unknown kind %d", i, ops[i].Kind)
+		}
+	}
+	return ops, nil
+}

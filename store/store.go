@@ -56,6 +56,9 @@ type Config struct {
 	// AppendEntries per follower every 20–40 ms.
 	CommitTimeout time.Duration
 	// ApplyTimeout bounds Apply when its ctx has no deadline. Default 30 s.
+	// Forward, if set, carries a batch applied on a replica that does not
+	// lead to the leader (see Forwarder); SetForwarder sets it later.
+	Forward Forwarder
 	ApplyTimeout time.Duration
 	// StartupTimeout bounds how long Open waits for a leader and for the
 	// replica to catch up. A single-node store that cannot elect itself in that
@@ -151,6 +154,8 @@ type Store struct {
 	closers   []func() error // run in reverse order by Close
 	closeOnce sync.Once
 	closeErr  error
+
+	fwdMu sync.Mutex // guards cfg.Forward
 }
 
 // Open starts the replica. With existing state it restores the latest
@@ -354,18 +359,25 @@ func (s *Store) Close() error {
 // applied on this replica (so a following read sees it). It returns the raft
 // index of the entry. If an operation does not fit the state, nothing of the
 // batch is applied and the *datamodel.Error is returned (with the index: the
-// entry is still consumed). On a replica that does not lead it returns a
-// *NotLeaderError.
+// entry is still consumed). On a replica that does not lead, the batch goes
+// to the leader through Config.Forward (waiting out an election, up to the
+// apply timeout) and Apply returns once this replica has applied it too;
+// without a Forward it returns a *NotLeaderError.
 func (s *Store) Apply(ctx context.Context, ops ...Op) (uint64, error) {
 	if len(ops) == 0 {
 		return s.AppliedIndex(), nil
 	}
-	if s.raft.State() != raft.Leader {
-		return 0, s.notLeader()
-	}
 	data, err := encodeBatch(ops)
 	if err != nil {
 		return 0, err
+	}
+	return s.applyData(ctx, data)
+}
+
+// applyLocal submits an encoded batch to raft on the leader.
+func (s *Store) applyLocal(ctx context.Context, data []byte) (uint64, error) {
+	if s.raft.State() != raft.Leader {
+		return 0, s.notLeader()
 	}
 	if len(data) > maxEntrySize {
 		return 0, internalError("write batch too large (%d bytes)", len(data))
@@ -380,6 +392,7 @@ func (s *Store) Apply(ctx context.Context, ops ...Op) (uint64, error) {
 	f := s.raft.Apply(data, timeout)
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
+	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():

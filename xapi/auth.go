@@ -213,3 +213,38 @@ func (a *Auth) PoolSecret() string {
 	defer a.mu.Unlock()
 	return a.st.PoolSecret
 }
+
+// AuthExport is the part of Auth a joining host takes over from the pool:
+// root's password hash, the local users and the pool secret.
+type AuthExport struct {
+	State json.RawMessage `json:"state"`
+}
+
+// export returns the state a joining host adopts.
+func (a *Auth) export() AuthExport {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, _ := json.Marshal(&a.st)
+	return AuthExport{State: b}
+}
+
+// adopt replaces this host's credentials with the pool's (pool.join).
+func (a *Auth) adopt(e AuthExport) error {
+	var st authState
+	if err := json.Unmarshal(e.State, &st); err != nil {
+		return err
+	}
+	if st.RootHash == "" || st.PoolSecret == "" {
+		return errors.New("incomplete credentials")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.st = st
+	return a.save()
+}
+
+// checkPoolSecret compares a presented pool secret in constant time.
+func (a *Auth) checkPoolSecret(ps string) bool {
+	want := a.PoolSecret()
+	return ps != "" && subtle.ConstantTimeCompare([]byte(ps), []byte(want)) == 1
+}

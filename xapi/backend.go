@@ -62,7 +62,7 @@ func (s *Server) startBackend(ctx context.Context) error {
 	if o, ok := s.store.Get(datamodel.HostClass, string(s.hostRef)); ok {
 		s.vms.hostMetrics = string(o.(*datamodel.HostRecord).Metrics)
 	}
-	if s.store.IsLeader() && s.vms.hostMetrics != "" {
+	if s.vms.hostMetrics != "" {
 		if _, ok := s.store.Get(datamodel.HostMetricsClass, s.vms.hostMetrics); ok {
 			c := datamodel.HostMetricsClass
 			if err := s.apply(ctx, mustSet(c, s.vms.hostMetrics, "memory_total", info.MemoryTotal),

@@ -2,6 +2,8 @@ package xapi
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/xapi-go/xapi-go/datamodel"
 	"github.com/xapi-go/xapi-go/store"
@@ -12,7 +14,15 @@ import (
 func (s *Server) bootstrap(ctx context.Context) error {
 	if pools := s.store.List(datamodel.PoolClass); len(pools) > 0 {
 		s.poolRef = datamodel.PoolRef(pools[0].Ref)
-		s.hostRef = pools[0].Obj.(*datamodel.PoolRecord).Master
+		// this host is the one whose uuid is the raft node id; a database
+		// made before hosts were named so has one host, the master
+		if ref, ok := s.store.RefByUUID(datamodel.HostClass, s.store.NodeID()); ok {
+			s.hostRef = datamodel.HostRef(ref)
+		} else if s.store.Count(datamodel.HostClass) == 1 {
+			s.hostRef = pools[0].Obj.(*datamodel.PoolRecord).Master
+		} else {
+			return fmt.Errorf("the pool's database has no host with uuid %s (this host's raft node id)", s.store.NodeID())
+		}
 		return s.ensureLocalSubjects(ctx)
 	}
 	b := &batchBuilder{}
@@ -72,4 +82,14 @@ func (s *Server) ensureLocalSubjects(ctx context.Context) error {
 	}
 	_, err := s.store.Apply(ctx, ops...)
 	return err
+}
+
+// hostUUIDFor is the uuid of a new host: its raft node id when that is a
+// uuid (so every replica can tell which host object is its own), else a new
+// one (a single host started with a name as its node id).
+func hostUUIDFor(nodeID string) string {
+	if datamodel.IsUUID(nodeID) {
+		return strings.ToLower(nodeID)
+	}
+	return datamodel.NewUUID()
 }

@@ -20,3 +20,20 @@ func (m *hostMessages) GetServertime(ctx context.Context, call *Call, host datam
 	}
 	return time.Now().UTC(), nil
 }
+
+// Disable is host.disable: the host takes no new VMs (placement skips it).
+func (m *hostMessages) Disable(ctx context.Context, call *Call, host datamodel.HostRef, autoEnable bool) error {
+	return m.setEnabled(ctx, host, false)
+}
+
+// Enable is host.enable.
+func (m *hostMessages) Enable(ctx context.Context, call *Call, host datamodel.HostRef) error {
+	return m.setEnabled(ctx, host, true)
+}
+
+func (m *hostMessages) setEnabled(ctx context.Context, host datamodel.HostRef, on bool) error {
+	if _, err := m.s.lookup(datamodel.HostClass, host); err != nil {
+		return err
+	}
+	return m.s.apply(ctx, mustSet(datamodel.HostClass, string(host), "enabled", on))
+}

@@ -70,7 +70,7 @@ func (s *Server) buildHostObjects(b *batchBuilder) {
 		localSR: datamodel.NewRef(), localPBD: datamodel.NewRef(),
 		dvdSR: datamodel.NewRef(), dvdPBD: datamodel.NewRef(),
 		smExt: datamodel.NewRef(), smUdev: datamodel.NewRef(), smISO: datamodel.NewRef(),
-		hostUUID: datamodel.NewUUID(), poolUUID: datamodel.NewUUID(),
+		hostUUID: hostUUIDFor(s.store.NodeID()), poolUUID: datamodel.NewUUID(),
 		now:      time.Now().UTC().Truncate(time.Second),
 		machine:  readMachineInfo(),
 		hostname: s.cfg.Hostname, address: s.cfg.Address,

@@ -9,6 +9,7 @@ func (s *Server) builtinImpl() *Impl {
 	impl.Session = &sessionMessages{s: s}
 	impl.VM = &vmMessages{s: s}
 	impl.Host = &hostMessages{s: s}
+	impl.Pool = &poolMessages{s: s}
 	impl.Task = &taskMessages{s: s}
 	impl.Event = &eventMessages{s: s}
 	impl.Message = &messageMessages{s: s}

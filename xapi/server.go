@@ -43,6 +43,17 @@ type Config struct {
 	// Backend runs this host's domains; nil leaves the VM power operations
 	// unimplemented.
 	Backend backends.Backend
+	// PeerURL maps another host's management address (host.address) to the
+	// base URL of its API. Default: http://ADDRESS:Port — every host of a
+	// pool serves the API on the same port, as clients that follow
+	// HOST_IS_SLAVE replace only the host name.
+	PeerURL func(address string) string
+	// Restart is called, on its own goroutine, when this host must restart on
+	// fresh replicated state: after pool.join (r.Join set) or after it was
+	// ejected (r.Join nil: start again as a one-host pool). The owner closes
+	// the Server and the store, deletes the store's data, and starts again
+	// (see JoinPool). Nil: pool.join and pool.eject of this host are refused.
+	Restart func(r Restart)
 }
 
 // Server is the XenAPI server of one host.
@@ -61,6 +72,7 @@ type Server struct {
 	tasks   runningTasks
 	events  *eventHub
 	vms     vmRuntime
+	cluster clusterState
 
 	mu        sync.Mutex
 	closed    bool
@@ -103,6 +115,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.listNames = append(s.listNames, "system.listMethods")
 	sort.Strings(s.listNames)
 	s.initEvents()
+	s.store.SetForwarder(s.forwardBatch)
 	if err := s.bootstrap(ctx); err != nil {
 		return nil, fmt.Errorf("xapi: bootstrap: %w", err)
 	}
@@ -113,6 +126,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		timeout = sessionInactiveTimeout
 	}
 	s.goBackground(func(ctx context.Context) { s.sessionGC(ctx, timeout) })
+	s.goBackground(s.runClusterDuties)
+	if !s.store.IsLeader() {
+		// a member announces it is up (and caught up) by writing its own
+		// liveness; the leader promotes live non-voters to voters
+		if err := s.apply(ctx, s.liveOps(s.hostRef, true)...); err != nil {
+			s.log.Warn("could not record this host as live", "err", err)
+		}
+	}
 	if err := s.startBackend(ctx); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("xapi: backend: %w", err)

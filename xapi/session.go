@@ -77,6 +77,13 @@ func (s *Server) assertMaster() error {
 
 // masterAddress maps the leader's raft address to its API address (host.address).
 func (s *Server) masterAddress(raftAddr string) string {
+	if _, id := s.store.Leader(); id != "" {
+		if ref, ok := s.store.RefByUUID(datamodel.HostClass, id); ok {
+			if h, ok := s.store.Get(datamodel.HostClass, ref); ok {
+				return h.(*datamodel.HostRecord).Address
+			}
+		}
+	}
 	for _, e := range s.store.List(datamodel.PoolClass) {
 		p := e.Obj.(*datamodel.PoolRecord)
 		if h, ok := s.store.Get(datamodel.HostClass, string(p.Master)); ok {

@@ -37,6 +37,17 @@ func (r *runningTasks) remove(ref string) {
 	delete(r.cancels, ref)
 }
 
+// refs lists the tasks running on this host.
+func (r *runningTasks) refs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.cancels))
+	for ref := range r.cancels {
+		out = append(out, ref)
+	}
+	return out
+}
+
 // running reports whether ref is an operation running on this host.
 func (r *runningTasks) running(ref string) bool {
 	r.mu.Lock()
