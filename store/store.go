@@ -58,7 +58,7 @@ type Config struct {
 	// ApplyTimeout bounds Apply when its ctx has no deadline. Default 30 s.
 	// Forward, if set, carries a batch applied on a replica that does not
 	// lead to the leader (see Forwarder); SetForwarder sets it later.
-	Forward Forwarder
+	Forward      Forwarder
 	ApplyTimeout time.Duration
 	// StartupTimeout bounds how long Open waits for a leader and for the
 	// replica to catch up. A single-node store that cannot elect itself in that

@@ -24,12 +24,12 @@ import (
 const (
 	poolSecretHeader = "X-Xapi-Go-Pool-Secret"
 	sessionHeader    = "X-Xapi-Go-Session"
-	pathApply        = "/internal/apply"     // a write batch from a member (leader only)
-	pathJoinObjects  = "/internal/join"      // a joining host's objects (session of a pool admin)
-	pathAddMember    = "/internal/member"    // a joined host's raft id and address (leader only)
-	pathRunningTasks = "/internal/tasks"     // the tasks running on this host
-	pathEjected      = "/internal/ejected"   // tells a host it left the pool
-	maxInternalBody  = 64 << 20              // a joining host's objects fit easily
+	pathApply        = "/internal/apply"   // a write batch from a member (leader only)
+	pathJoinObjects  = "/internal/join"    // a joining host's objects (session of a pool admin)
+	pathAddMember    = "/internal/member"  // a joined host's raft id and address (leader only)
+	pathRunningTasks = "/internal/tasks"   // the tasks running on this host
+	pathEjected      = "/internal/ejected" // tells a host it left the pool
+	maxInternalBody  = 64 << 20            // a joining host's objects fit easily
 	peerDialTimeout  = 500 * time.Millisecond
 )
 
