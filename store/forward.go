@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -88,4 +90,16 @@ func (s *Store) applyData(ctx context.Context, data []byte) (uint64, error) {
 		}
 		backoff = min(backoff*2, 50*time.Millisecond)
 	}
+}
+
+// Wipe deletes the replicated state kept under dataDir (the raft log, stable
+// store and snapshots) so that a store opened there next starts empty, as a
+// host does after it joined or left a pool. The store must be closed.
+func Wipe(dataDir string) error {
+	for _, d := range []string{"raft", "snapshots"} {
+		if err := os.RemoveAll(filepath.Join(dataDir, d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
