@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -156,6 +157,10 @@ type Store struct {
 	closeErr  error
 
 	fwdMu sync.Mutex // guards cfg.Forward
+
+	readyTerm   atomic.Uint64 // the term this replica leads in and has caught up for (IsLeader)
+	shutdown    chan struct{} // closed by Close
+	leaderDone  chan struct{} // closed when followLeadership ends
 }
 
 // Open starts the replica. With existing state it restores the latest
@@ -168,7 +173,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("store: NodeID is required")
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store", "node_id", cfg.NodeID), fsm: newFSM(cfg.Logger.With("component", "store"))}
+	s := &Store{cfg: cfg, log: cfg.Logger.With("component", "store", "node_id", cfg.NodeID), fsm: newFSM(cfg.Logger.With("component", "store")),
+		shutdown: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -244,6 +250,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
 	s.raft = r
+	s.leaderDone = make(chan struct{})
+	go s.followLeadership(r.LeaderCh())
 	if !hasState && cfg.Bootstrap {
 		conf := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: s.trans.LocalAddr(),
@@ -277,7 +285,7 @@ func (s *Store) waitReady(ctx context.Context) error {
 	for {
 		if s.raft.State() == raft.Leader {
 			dl, _ := ctx.Deadline()
-			err := s.raft.Barrier(time.Until(dl)).Error()
+			err := s.leaderBarrier(time.Until(dl))
 			if err == nil {
 				return nil
 			}
@@ -339,6 +347,7 @@ func (s *Store) singleVoter() bool {
 // caller supplied the transport).
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.shutdown)
 		var errs []error
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {
@@ -455,7 +464,43 @@ func (s *Store) Count(c *datamodel.Class) int { return s.fsm.count(c) }
 func (s *Store) AppliedIndex() uint64 { return s.fsm.applied.Load() }
 
 // IsLeader tells whether this replica is the raft leader (the pool master).
-func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+//
+// A replica that has just won an election leads only once it has applied
+// everything committed before (a barrier): until then it might serve reads
+// that miss acknowledged writes.
+func (s *Store) IsLeader() bool {
+	return s.raft.State() == raft.Leader && s.readyTerm.Load() == s.raft.CurrentTerm()
+}
+
+// leaderBarrier waits until everything committed before this leader's term
+// is applied here, then marks the term ready (see IsLeader).
+func (s *Store) leaderBarrier(timeout time.Duration) error {
+	term := s.raft.CurrentTerm()
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		return err
+	}
+	if s.raft.State() == raft.Leader && s.raft.CurrentTerm() == term {
+		s.readyTerm.Store(term)
+	}
+	return nil
+}
+
+// followLeadership runs the barrier that makes a new leader ready.
+func (s *Store) followLeadership(ch <-chan bool) {
+	defer close(s.leaderDone)
+	for {
+		select {
+		case <-s.shutdown:
+			return
+		case lead := <-ch:
+			for lead && s.raft.State() == raft.Leader && !s.IsLeader() {
+				if err := s.leaderBarrier(s.cfg.ApplyTimeout); errors.Is(err, raft.ErrRaftShutdown) {
+					return
+				}
+			}
+		}
+	}
+}
 
 // Leader returns the leader's raft address and server ID ("" if unknown).
 func (s *Store) Leader() (addr, id string) {

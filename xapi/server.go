@@ -120,7 +120,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("xapi: bootstrap: %w", err)
 	}
 	s.rrd = rrd.NewStore(rrd.StoreOptions{})
-	s.handler = rpc.NewHandler(s, rpc.Options{Other: s.httpHandlers(), Logger: cfg.Logger})
+	api := rpc.NewHandler(s, rpc.Options{Other: s.httpHandlers(), Logger: cfg.Logger})
+	internal := s.internalHandlers()
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/internal/") {
+			internal.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 	timeout := cfg.SessionTimeout
 	if timeout <= 0 {
 		timeout = sessionInactiveTimeout

@@ -27,6 +27,13 @@ type sessionInfo struct {
 func (s *Server) checkSession(ctx context.Context, raw any) (*sessionInfo, error) {
 	ref, _ := raw.(string)
 	o, ok := s.store.Get(datamodel.SessionClass, ref)
+	if !ok || !o.(*datamodel.SessionRecord).Pool {
+		// a member answers HOST_IS_SLAVE for every session but pool ones,
+		// also for one it has not seen yet (it may lag the master a little)
+		if err := s.assertMaster(); err != nil {
+			return nil, err
+		}
+	}
 	if !ok {
 		return nil, datamodel.ErrSessionInvalid(ref)
 	}

@@ -185,7 +185,6 @@ func (s *Server) httpHandlers() http.Handler {
 	if other == nil {
 		other = http.NotFoundHandler()
 	}
-	mux.Handle("/internal/", s.internalHandlers())
 	mux.Handle("/", other)
 	return mux
 }
