@@ -158,9 +158,9 @@ type Store struct {
 
 	fwdMu sync.Mutex // guards cfg.Forward
 
-	readyTerm   atomic.Uint64 // the term this replica leads in and has caught up for (IsLeader)
-	shutdown    chan struct{} // closed by Close
-	leaderDone  chan struct{} // closed when followLeadership ends
+	readyTerm  atomic.Uint64 // the term this replica leads in and has caught up for (IsLeader)
+	shutdown   chan struct{} // closed by Close
+	leaderDone chan struct{} // closed when followLeadership ends
 }
 
 // Open starts the replica. With existing state it restores the latest
