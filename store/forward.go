@@ -18,6 +18,9 @@ import (
 // leads), so Apply may try again once a leader is known.
 type Forwarder func(ctx context.Context, leaderID, leaderAddr string, batch []byte) (uint64, error)
 
+// errTransferring: the leader hands leadership over and takes no writes.
+var errTransferring = errors.New("store: leadership transfer in progress")
+
 // ErrRetry marks a forwarding failure after which the batch was surely not
 // applied.
 var ErrRetry = errors.New("store: batch not applied; retry with the current leader")
@@ -49,7 +52,7 @@ func (s *Store) ApplyEncoded(ctx context.Context, batch []byte) (uint64, error) 
 // the leader. While there is no leader (an election after a failure) it
 // waits, polling every few milliseconds, until the apply timeout.
 func (s *Store) applyData(ctx context.Context, data []byte) (uint64, error) {
-	if s.raft.State() == raft.Leader || s.forwarder() == nil {
+	if s.forwarder() == nil {
 		return s.applyLocal(ctx, data)
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -65,7 +68,7 @@ func (s *Store) applyData(ctx context.Context, data []byte) (uint64, error) {
 		switch {
 		case s.raft.State() == raft.Leader:
 			idx, err = s.applyLocal(ctx, data)
-			if !errors.Is(err, ErrNotLeader) {
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errTransferring) {
 				return idx, err
 			}
 		case id != "" && string(id) != s.cfg.NodeID:

@@ -78,7 +78,12 @@ func (s *Server) assertMaster() error {
 	if s.store.IsLeader() {
 		return nil
 	}
-	addr, _ := s.store.Leader()
+	addr, id := s.store.Leader()
+	if id == "" || id == s.store.NodeID() {
+		// no master known (an election, or a pool without a quorum), or
+		// this host has just been elected and is catching up
+		return datamodel.ErrHostStillBooting()
+	}
 	return datamodel.ErrHostIsSlave(s.masterAddress(addr))
 }
 

@@ -2,7 +2,10 @@ package testcluster
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,5 +211,196 @@ func TestFailoverKeepsSessionsTokensAndEndsTasks(t *testing.T) {
 	}
 	if got := old.Dump(datamodel.VMClass)[vm]; got != nl.Dump(datamodel.VMClass)[vm] {
 		t.Fatalf("restarted host differs:\n%s\n%s", got, nl.Dump(datamodel.VMClass)[vm])
+	}
+}
+
+func TestDesignateNewMasterUnderWrites(t *testing.T) {
+	c := New(t, Options{Hosts: 3})
+	old := c.Leader()
+	s, _ := old.Login()
+	vm := newVM(t, old, s, "w")
+	target := c.Hosts[2]
+	if target == old {
+		target = c.Hosts[1]
+	}
+	// a writer that follows HOST_IS_SLAVE: no call may fail for any other reason
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	var writes int
+	go func() {
+		cur := old
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			_, err := cur.Call("VM.add_to_other_config", s, vm, "k"+strconv.Itoa(i), "v")
+			if e := xerr(err); e != nil && e.Code == "HOST_IS_SLAVE" {
+				for _, h := range c.Hosts {
+					if h.Address == e.Params[0] {
+						cur = h
+					}
+				}
+				i--
+				continue
+			}
+			if err != nil {
+				done <- fmt.Errorf("write %d: %v", i, err)
+				return
+			}
+			writes++
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	pool := mustCall(t, old, "pool.get_all", s).([]any)[0]
+	mustCall(t, old, "pool.designate_new_master", s, string(target.API().HostRef()))
+	if l := c.WaitLeader(5 * time.Second); l != target {
+		t.Fatalf("leader is host %d, want %d", l.Index, target.Index)
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c.WaitStable(10 * time.Second)
+	if m := mustCall(t, target, "pool.get_master", s, pool); m != string(target.API().HostRef()) {
+		t.Fatalf("pool.master %v", m)
+	}
+	oc := mustCall(t, target, "VM.get_other_config", s, vm).(map[string]any)
+	for i := range writes {
+		if oc["k"+strconv.Itoa(i)] != "v" {
+			t.Fatalf("acknowledged write %d of %d lost", i, writes)
+		}
+	}
+	t.Logf("%d writes across the transfer", writes)
+}
+
+func TestEjectAndDestroy(t *testing.T) {
+	c := New(t, Options{Hosts: 4})
+	m := c.Leader()
+	s, _ := m.Login()
+	var members []*Host
+	for _, h := range c.Hosts {
+		if h != m {
+			members = append(members, h)
+		}
+	}
+	if _, err := m.Call("pool.eject", s, string(m.API().HostRef())); xerr(err) == nil || xerr(err).Code != "OPERATION_NOT_ALLOWED" {
+		t.Fatalf("eject master: %v", err)
+	}
+	// eject: the host leaves and starts again as a one-host pool
+	ej := members[0]
+	before := ej.restarts.Load()
+	ejRef := string(ej.API().HostRef())
+	mustCall(t, m, "pool.eject", s, ejRef)
+	if err := ej.waitRestart(before, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if hs := mustCall(t, m, "host.get_all", s).([]any); len(hs) != 3 {
+		t.Fatalf("%d hosts after eject", len(hs))
+	}
+	es, err := ej.Login()
+	if err != nil {
+		t.Fatalf("login on the ejected host: %v", err)
+	}
+	if hs := mustCall(t, ej, "host.get_all", es).([]any); len(hs) != 1 {
+		t.Fatalf("ejected host sees %d hosts", len(hs))
+	}
+	// host.destroy of a dead member
+	dead := members[2]
+	deadRef := string(dead.API().HostRef())
+	if _, err := m.Call("host.destroy", s, deadRef); xerr(err) == nil || xerr(err).Code != "HOST_IS_LIVE" {
+		t.Fatalf("destroy a live host: %v", err)
+	}
+	dead.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := m.Call("host.destroy", s, deadRef)
+		if err == nil {
+			break
+		}
+		if xerr(err) == nil || xerr(err).Code != "HOST_IS_LIVE" || time.Now().After(deadline) {
+			t.Fatalf("destroy a dead host: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ms, _ := m.Store().Members()
+	if len(ms) != 2 {
+		t.Fatalf("raft members after eject and destroy: %+v", ms)
+	}
+	if _, err := m.Call("host.get_record", s, deadRef); xerr(err) == nil || xerr(err).Code != "HANDLE_INVALID" {
+		t.Fatalf("destroyed host: %v", err)
+	}
+}
+
+func TestPartitionAndHeal(t *testing.T) {
+	c := New(t, Options{Hosts: 3})
+	old := c.Leader()
+	s, _ := old.Login()
+	vm := newVM(t, old, s, "p")
+	var rest []*Host
+	for _, h := range c.Hosts {
+		if h != old {
+			rest = append(rest, h)
+		}
+	}
+	c.Partition([]*Host{old}, rest)
+	// the majority elects a leader; the isolated old master stops leading
+	var nl *Host
+	deadline := time.Now().Add(10 * time.Second)
+	for nl == nil {
+		for _, h := range rest {
+			if h.Store().IsLeader() {
+				nl = h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("majority elected no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(5 * time.Second); old.Store().IsLeader(); {
+		if time.Now().After(deadline) {
+			t.Fatal("isolated leader still leads")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// the minority cannot write
+	if _, err := old.Call("VM.set_name_label", s, vm, "minority"); err == nil {
+		t.Fatal("write on the isolated host succeeded")
+	}
+	mustCall(t, nl, "VM.set_name_label", s, vm, "majority")
+	c.Heal()
+	c.WaitStable(20 * time.Second)
+	for _, h := range c.Hosts {
+		if got := h.Dump(datamodel.VMClass)[vm]; !strings.Contains(got, `"name_label":"majority"`) {
+			t.Fatalf("host %d after heal: %s", h.Index, got)
+		}
+	}
+}
+
+func TestMemberCrashAndRestart(t *testing.T) {
+	c := New(t, Options{Hosts: 3})
+	m := c.Leader()
+	s, _ := m.Login()
+	var mem *Host
+	for _, h := range c.Hosts {
+		if h != m {
+			mem = h
+		}
+	}
+	mem.Kill()
+	vm := newVM(t, m, s, "while down")
+	for i := range 200 {
+		mustCall(t, m, "VM.add_to_other_config", s, vm, "k"+strconv.Itoa(i), "v")
+	}
+	if err := mem.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitStable(20 * time.Second)
+	if got, want := mem.Dump(datamodel.VMClass)[vm], m.Dump(datamodel.VMClass)[vm]; got != want {
+		t.Fatalf("restarted member:\n%s\nleader:\n%s", got, want)
 	}
 }
