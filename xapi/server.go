@@ -134,7 +134,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		timeout = sessionInactiveTimeout
 	}
 	s.goBackground(func(ctx context.Context) { s.sessionGC(ctx, timeout) })
-	s.goBackground(s.runClusterDuties)
 	if !s.store.IsLeader() {
 		// a member announces it is up (and caught up) by writing its own
 		// liveness; the leader promotes live non-voters to voters
@@ -146,6 +145,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		_ = s.Close()
 		return nil, fmt.Errorf("xapi: backend: %w", err)
 	}
+	s.goBackground(s.runClusterDuties)
 	if b := cfg.Backend; b != nil {
 		interval := cfg.StatsInterval
 		if interval <= 0 {
