@@ -258,6 +258,9 @@ func (s *Server) refreshAllowedOperations(ctx context.Context, ref string) {
 		return
 	}
 	rec := o.(*datamodel.VMRecord)
+	if len(rec.CurrentOperations) > 0 {
+		return // an operation on another host holds it
+	}
 	allowed := vmAllowedOperations(rec, s.vms.features)
 	if sameOps(allowed, rec.AllowedOperations) {
 		return

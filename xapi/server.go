@@ -73,6 +73,8 @@ type Server struct {
 	events  *eventHub
 	vms     vmRuntime
 	cluster clusterState
+	// peerSessions are pool sessions on other hosts, for forwarded calls
+	peerSessions poolSessions
 
 	mu        sync.Mutex
 	closed    bool
@@ -188,6 +190,9 @@ type Call struct {
 	Task       datamodel.TaskRef // the task of an Async call, or null
 	UserAgent  string
 	RemoteAddr string
+	// raw are the call's parameters as they came (wire values, without the
+	// session), for forwarding it to another host.
+	raw []any
 }
 
 // Dispatch implements rpc.Dispatcher.
@@ -250,6 +255,7 @@ func (s *Server) dispatch(ctx context.Context, rc *rpc.Call) (rpc.Response, erro
 		call.Session, call.SessionRec = sess.ref, sess.rec
 		params = params[1:]
 	}
+	call.raw = params
 	if m.State == "removed" {
 		return rpc.Response{}, datamodel.ErrMessageRemoved()
 	}
@@ -288,6 +294,13 @@ func (s *Server) run(ctx context.Context, call *Call, args []any) (any, error) {
 	m := call.Method
 	if m.Implicit != "" {
 		return s.runImplicit(ctx, call, args)
+	}
+	r, err := s.routeFor(ctx, call, args)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		return s.forward(ctx, m, r)
 	}
 	return m.Call(ctx, s.impl, call, args)
 }

@@ -337,13 +337,19 @@ func checkVMOperable(ref string, rec *datamodel.VMRecord, op datamodel.VMOperati
 	return nil
 }
 
-// checkHost accepts only this host: the pool has one host.
+// checkHost accepts a host that can take VMs: it exists (HANDLE_INVALID),
+// is live (HOST_OFFLINE) and enabled (HOST_DISABLED).
 func (s *Server) checkHost(host datamodel.HostRef) error {
-	if host != s.hostRef {
-		if _, ok := s.store.Get(datamodel.HostClass, string(host)); !ok {
-			return datamodel.ErrHandleInvalid(datamodel.HostClass.Name, string(host))
-		}
+	o, ok := s.store.Get(datamodel.HostClass, string(host))
+	if !ok {
+		return datamodel.ErrHandleInvalid(datamodel.HostClass.Name, string(host))
+	}
+	rec := o.(*datamodel.HostRecord)
+	if host != s.hostRef && !s.hostLive(rec) {
 		return datamodel.ErrHostOffline(string(host))
+	}
+	if !rec.Enabled {
+		return datamodel.ErrHostDisabled(string(host))
 	}
 	return nil
 }
@@ -492,12 +498,13 @@ func (s *Server) assertCanBootHere(ctx context.Context, ref string, rec *datamod
 	if vmPowerState(rec.PowerState).Active() {
 		return nil
 	}
-	info, err := s.cfg.Backend.Host(ctx)
-	if err != nil {
-		return backendError(nil, ref, err)
+	if host == s.hostRef {
+		if _, err := s.cfg.Backend.Host(ctx); err != nil {
+			return backendError(nil, ref, err)
+		}
 	}
-	if needed := s.vmStartMemory(rec); needed > info.MemoryFree {
-		return datamodel.ErrHostNotEnoughFreeMemory(strconv.FormatInt(needed, 10), strconv.FormatInt(info.MemoryFree, 10))
+	if needed, free := s.vmStartMemory(rec), s.hostFreeMemory(ctx, host); needed > free {
+		return datamodel.ErrHostNotEnoughFreeMemory(strconv.FormatInt(needed, 10), strconv.FormatInt(free, 10))
 	}
 	return nil
 }
@@ -540,10 +547,13 @@ func (m *vmMessages) GetPossibleHosts(ctx context.Context, call *Call, vm datamo
 	if err != nil {
 		return nil, err
 	}
-	if m.s.assertCanBootHere(ctx, string(vm), o.(*datamodel.VMRecord), m.s.hostRef) != nil {
-		return []datamodel.HostRef{}, nil
+	out := []datamodel.HostRef{}
+	for _, e := range m.s.store.List(datamodel.HostClass) {
+		if m.s.assertCanBootHere(ctx, string(vm), o.(*datamodel.VMRecord), datamodel.HostRef(e.Ref)) == nil {
+			out = append(out, datamodel.HostRef(e.Ref))
+		}
 	}
-	return []datamodel.HostRef{m.s.hostRef}, nil
+	return out, nil
 }
 
 // Device positions a VM may use: disks 0–254 (0–3 for an HVM guest without

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -402,5 +403,72 @@ func TestMemberCrashAndRestart(t *testing.T) {
 	c.WaitStable(20 * time.Second)
 	if got, want := mem.Dump(datamodel.VMClass)[vm], m.Dump(datamodel.VMClass)[vm]; got != want {
 		t.Fatalf("restarted member:\n%s\nleader:\n%s", got, want)
+	}
+}
+
+func TestVMCallsRunWhereTheVMLives(t *testing.T) {
+	c := New(t, Options{Hosts: 3})
+	m := c.Leader()
+	s, _ := m.Login()
+	var member *Host
+	for _, h := range c.Hosts {
+		if h != m {
+			member = h
+			break
+		}
+	}
+	memberRef := string(member.API().HostRef())
+	vm := newVM(t, m, s, "placed")
+	// start_on a member: the member's hypervisor runs it
+	mustCall(t, m, "VM.start_on", s, vm, memberRef, false, false)
+	uuid := mustCall(t, m, "VM.get_uuid", s, vm).(string)
+	if _, err := member.Sim().State(context.Background(), uuid); err != nil {
+		t.Fatalf("domain not on the member: %v", err)
+	}
+	if _, err := m.Sim().State(context.Background(), uuid); err == nil {
+		t.Fatal("domain also on the master")
+	}
+	if r := mustCall(t, m, "VM.get_resident_on", s, vm); r != memberRef {
+		t.Fatalf("resident_on %v, want %v", r, memberRef)
+	}
+	// operations on it are forwarded; async too
+	mustCall(t, m, "VM.clean_reboot", s, vm)
+	task := mustCall(t, m, "Async.VM.clean_shutdown", s, vm).(string)
+	deadline := time.Now().Add(10 * time.Second)
+	for mustCall(t, m, "task.get_status", s, task) == "pending" {
+		if time.Now().After(deadline) {
+			t.Fatal("task pending")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := mustCall(t, m, "task.get_status", s, task); st != "success" {
+		t.Fatalf("forwarded async shutdown: %v %v", st, mustCall(t, m, "task.get_error_info", s, task))
+	}
+	if ps := mustCall(t, m, "VM.get_power_state", s, vm); ps != "Halted" {
+		t.Fatalf("power_state %v", ps)
+	}
+	// VM.start places on the host with the most free memory; filling the
+	// master's memory makes the placement choose a member
+	hosts := mustCall(t, m, "VM.get_possible_hosts", s, vm).([]any)
+	if len(hosts) != 3 {
+		t.Fatalf("possible hosts %v", hosts)
+	}
+	mustCall(t, m, "host.disable", s, string(m.API().HostRef()))
+	mustCall(t, m, "VM.start", s, vm, false, false)
+	if r := mustCall(t, m, "VM.get_resident_on", s, vm); r == string(m.API().HostRef()) {
+		t.Fatal("started on a disabled host")
+	}
+	if _, err := m.Call("VM.start_on", s, vm, string(m.API().HostRef()), false, false); xerr(err) == nil {
+		t.Fatal("start_on a disabled host with the VM running elsewhere succeeded")
+	}
+	// a dead member: its VMs' calls answer HOST_OFFLINE
+	res := mustCall(t, m, "VM.get_resident_on", s, vm).(string)
+	for _, h := range c.Hosts {
+		if string(h.API().HostRef()) == res {
+			h.Kill()
+		}
+	}
+	if _, err := m.Call("VM.hard_shutdown", s, vm); xerr(err) == nil || xerr(err).Code != "HOST_OFFLINE" {
+		t.Fatalf("call for a VM on a dead host: %v", err)
 	}
 }
