@@ -33,6 +33,9 @@ type Options struct {
 	Verbose bool
 	// Sim configures every host's simulated hypervisor.
 	Sim sim.Config
+	// SnapshotThreshold and TrailingLogs, if set, make raft snapshot (and
+	// truncate its log) early, checked every 100 ms.
+	SnapshotThreshold, TrailingLogs uint64
 }
 
 // Cluster is a pool of in-process hosts.
@@ -186,8 +189,17 @@ func (h *Host) storeConfig(bootstrap bool) store.Config {
 		Logger:           h.c.log.With("host", h.Index),
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
-		StartupTimeout: 10 * time.Second,
+		StartupTimeout:    10 * time.Second,
+		SnapshotThreshold: h.c.opts.SnapshotThreshold, TrailingLogs: h.c.opts.TrailingLogs,
+		SnapshotInterval: snapshotInterval(h.c.opts.SnapshotThreshold),
 	}
+}
+
+func snapshotInterval(threshold uint64) time.Duration {
+	if threshold > 0 {
+		return 100 * time.Millisecond
+	}
+	return 0
 }
 
 // start opens h's store (bootstrapping a one-host pool if asked and there is

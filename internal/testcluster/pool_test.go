@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -470,5 +472,45 @@ func TestVMCallsRunWhereTheVMLives(t *testing.T) {
 	}
 	if _, err := m.Call("VM.hard_shutdown", s, vm); xerr(err) == nil || xerr(err).Code != "HOST_OFFLINE" {
 		t.Fatalf("call for a VM on a dead host: %v", err)
+	}
+}
+
+func TestRestartFarBehindInstallsSnapshot(t *testing.T) {
+	c := New(t, Options{Hosts: 3, SnapshotThreshold: 64, TrailingLogs: 16})
+	m := c.Leader()
+	s, _ := m.Login()
+	var mem *Host
+	for _, h := range c.Hosts {
+		if h != m {
+			mem = h
+		}
+	}
+	killedAt := mem.Store().AppliedIndex()
+	mem.Kill()
+	vm := newVM(t, m, s, "far")
+	for i := range 400 {
+		mustCall(t, m, "VM.add_to_other_config", s, vm, "k"+strconv.Itoa(i), "v")
+	}
+	// the leader snapshots and drops the log the member would need
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		snap, _ := strconv.ParseUint(m.Store().Raft().Stats()["last_snapshot_index"], 10, 64)
+		if snap > killedAt+16+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader did not snapshot past %d (at %d)", killedAt, snap)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := mem.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitStable(20 * time.Second)
+	if got, want := mem.Dump(datamodel.VMClass)[vm], m.Dump(datamodel.VMClass)[vm]; got != want {
+		t.Fatalf("restarted member:\n%s\nleader:\n%s", got, want)
+	}
+	ents, _ := os.ReadDir(filepath.Join(mem.dataDir, "snapshots"))
+	if len(ents) == 0 {
+		t.Fatal("no snapshot on the restarted member")
 	}
 }
