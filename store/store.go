@@ -37,6 +37,11 @@ type Config struct {
 	InMemory bool
 	// Bootstrap bootstraps a one-node cluster when there is no state yet.
 	Bootstrap bool
+	// Recover makes this replica's existing state a one-node cluster before
+	// it starts (raft's RecoverCluster): for a pool that lost its quorum for
+	// good and continues from this replica. Entries it never received are
+	// lost; the other hosts must be wiped and join again.
+	Recover bool
 	// Logger receives the store's, raft's and badger's logs. Default: slog.Default().
 	Logger *slog.Logger
 
@@ -158,10 +163,12 @@ type Store struct {
 
 	fwdMu sync.Mutex // guards cfg.Forward
 
-	readyTerm  atomic.Uint64 // the term this replica leads in and has caught up for (IsLeader)
-	nudge      chan struct{} // see nudgeFollowers
-	shutdown   chan struct{} // closed by Close
-	leaderDone chan struct{} // closed when followLeadership ends
+	readyTerm atomic.Uint64 // the term this replica leads in and has caught up for (IsLeader)
+	nudge     chan struct{} // see nudgeFollowers
+	// bootstrapped: this Open created a new one-node cluster
+	bootstrapped bool
+	shutdown     chan struct{} // closed by Close
+	leaderDone   chan struct{} // closed when followLeadership ends
 }
 
 // Open starts the replica. With existing state it restores the latest
@@ -248,6 +255,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if cfg.Recover && hasState {
+		conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: s.trans.LocalAddr()}}}
+		if err := raft.RecoverCluster(rc, newFSM(cfg.Logger), logs, stable, snaps, s.trans, conf); err != nil {
+			return nil, fmt.Errorf("store: recover: %w", err)
+		}
+		s.log.Warn("recovered the cluster as this one node", "addr", s.trans.LocalAddr())
+	}
 	s.watch = watchTransport(s.trans)
 	s.closers = append(s.closers, s.watch.close)
 	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, s.watch.raftTransport())
@@ -267,6 +281,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("store: bootstrap: %w", err)
 		}
 		s.log.Info("bootstrapped a one-node cluster", "addr", s.trans.LocalAddr())
+		s.bootstrapped = true
 	}
 	if hasState || cfg.Bootstrap {
 		if err := s.waitReady(ctx); err != nil {
@@ -557,3 +572,7 @@ func (s *Store) NodeID() string { return s.cfg.NodeID }
 // must not call Apply (which waits for the applier). The ChangeSet and its
 // records must not be modified. cancel unregisters fn.
 func (s *Store) Subscribe(fn func(*ChangeSet)) (cancel func()) { return s.fsm.subscribe(fn) }
+
+// Bootstrapped reports whether Open created a new one-node cluster (a first
+// start), as opposed to opening existing or joining state.
+func (s *Store) Bootstrapped() bool { return s.bootstrapped }

@@ -37,3 +37,9 @@ func (m *hostMessages) setEnabled(ctx context.Context, host datamodel.HostRef, o
 	}
 	return m.s.apply(ctx, mustSet(datamodel.HostClass, string(host), "enabled", on))
 }
+
+// IsInEmergencyMode is host.is_in_emergency_mode: true while this host
+// cannot reach its pool's database (see emergencyCalls).
+func (m *hostMessages) IsInEmergencyMode(ctx context.Context, call *Call) (bool, error) {
+	return m.s.emergency.Load(), nil
+}

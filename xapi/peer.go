@@ -29,6 +29,7 @@ const (
 	pathAddMember    = "/internal/member"  // a joined host's raft id and address (leader only)
 	pathRunningTasks = "/internal/tasks"   // the tasks running on this host
 	pathEjected      = "/internal/ejected" // tells a host it left the pool
+	pathRejoin       = "/internal/rejoin"  // tells a host to join a recovered master
 	maxInternalBody  = 64 << 20            // a joining host's objects fit easily
 	peerDialTimeout  = 500 * time.Millisecond
 )
@@ -206,6 +207,7 @@ func (s *Server) internalHandlers() http.Handler {
 	mux.Handle(pathAddMember, guard(false, s.serveAddMember))
 	mux.Handle(pathRunningTasks, guard(false, s.serveRunningTasks))
 	mux.Handle(pathEjected, guard(false, s.serveEjected))
+	mux.Handle(pathRejoin, guard(false, s.serveRejoin))
 	return mux
 }
 

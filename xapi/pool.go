@@ -25,6 +25,9 @@ import (
 type Restart struct {
 	// Join, if set, makes the host a member of the pool it names.
 	Join *JoinInfo
+	// Recover: keep the replica but make it a one-host raft cluster
+	// (store.Config.Recover), for pool.emergency_transition_to_master.
+	Recover bool
 }
 
 // JoinInfo is what a host that joined a pool needs to start as its member.
@@ -573,4 +576,109 @@ func (s *Server) hostLive(rec *datamodel.HostRecord) bool {
 		return mo.(*datamodel.HostMetricsRecord).Live
 	}
 	return false
+}
+
+// EmergencyTransitionToMaster is pool.emergency_transition_to_master, run on
+// a member (with a slave_local_login session) whose pool lost its master.
+// If a master is reachable with a quorum, leadership is transferred to this
+// host (nothing is lost). If no master appears within a few election
+// timeouts, the pool has lost its quorum: this host restarts as a one-host
+// raft cluster on its own replica (writes it never received are lost) and
+// pool.recover_slaves brings the other hosts back.
+func (m *poolMessages) EmergencyTransitionToMaster(ctx context.Context, call *Call) error {
+	s := m.s
+	deadline := time.Now().Add(emergencyWait)
+	for {
+		if s.store.IsLeader() {
+			return nil
+		}
+		if _, id := s.store.Leader(); id != "" && id != s.store.NodeID() {
+			return s.askForLeadership(ctx, id)
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if s.cfg.Restart == nil {
+		return datamodel.ErrOperationNotAllowed("this host cannot restart")
+	}
+	s.log.Warn("no pool master with a quorum: restarting as the master of a pool of this replica")
+	go s.cfg.Restart(Restart{Recover: true})
+	return nil
+}
+
+// emergencyWait is how long emergency_transition_to_master looks for a
+// master before it concludes the quorum is lost.
+const emergencyWait = 3 * time.Second
+
+// askForLeadership has the master with raft id leaderID designate this host.
+func (s *Server) askForLeadership(ctx context.Context, leaderID string) error {
+	url, ok := s.hostURLByID(leaderID)
+	if !ok {
+		return datamodel.ErrHostOffline(leaderID)
+	}
+	var sess string
+	if err := peerCall(ctx, url, "session.slave_login", &sess, string(s.hostRef), s.auth.PoolSecret()); err != nil {
+		return err
+	}
+	defer func() { _ = peerCall(context.WithoutCancel(ctx), url, "session.logout", nil, sess) }()
+	return peerCall(ctx, url, "pool.designate_new_master", nil, sess, string(s.hostRef))
+}
+
+// RecoverSlaves is pool.recover_slaves: the hosts of the database that are
+// not members of this master's raft cluster (after an emergency transition)
+// are told to drop their replicas and join again. It returns the hosts that
+// accepted.
+func (m *poolMessages) RecoverSlaves(ctx context.Context, call *Call) ([]datamodel.HostRef, error) {
+	s := m.s
+	members := map[string]bool{}
+	ms, err := s.store.Members()
+	if err != nil {
+		return nil, err
+	}
+	for _, mb := range ms {
+		members[mb.ID] = true
+	}
+	self, _ := s.store.Get(datamodel.HostClass, string(s.hostRef))
+	body, _ := json.Marshal(JoinInfo{MasterURL: s.peerURL(self.(*datamodel.HostRecord).Address)})
+	out := []datamodel.HostRef{}
+	for _, e := range s.store.List(datamodel.HostClass) {
+		h := e.Obj.(*datamodel.HostRecord)
+		if members[h.UUID] || datamodel.HostRef(e.Ref) == s.hostRef {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rep, err := postInternal(cctx, s.auth.PoolSecret(), s.peerURL(h.Address), pathRejoin, body, nil)
+		cancel()
+		if err == nil {
+			err = rep.err()
+		}
+		if err != nil {
+			s.log.Warn("recover_slaves: a host did not accept", "host", h.UUID, "err", err)
+			continue
+		}
+		out = append(out, datamodel.HostRef(e.Ref))
+	}
+	return out, nil
+}
+
+// serveRejoin (a host of the pool's database that is not in the master's
+// raft cluster) drops its replica and joins the master that asks.
+func (s *Server) serveRejoin(_ http.ResponseWriter, _ *http.Request, body []byte) (*internalReply, int) {
+	var info JoinInfo
+	if err := json.Unmarshal(body, &info); err != nil || info.MasterURL == "" {
+		return errorReply(internalf("rejoin request: %v", err)), http.StatusBadRequest
+	}
+	if s.cfg.Restart == nil {
+		return errorReply(datamodel.ErrOperationNotAllowed("this host cannot restart")), http.StatusOK
+	}
+	info.NodeID = s.store.NodeID()
+	s.log.Warn("told to rejoin the pool from scratch", "master", info.MasterURL)
+	go s.cfg.Restart(Restart{Join: &info})
+	return &internalReply{}, http.StatusOK
 }

@@ -248,4 +248,3 @@ func (s *Server) poolSessionOn(ctx context.Context, host datamodel.HostRef, url 
 	s.peerSessions.mu.Unlock()
 	return ref, nil
 }
-

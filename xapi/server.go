@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xapi-go/xapi-go/backends"
@@ -75,6 +76,10 @@ type Server struct {
 	cluster clusterState
 	// peerSessions are pool sessions on other hosts, for forwarded calls
 	peerSessions poolSessions
+	local        localSessions
+	// emergency: the pool's database is not available; only the
+	// emergency calls are served (see emergencyCalls)
+	emergency atomic.Bool
 
 	mu        sync.Mutex
 	closed    bool
@@ -118,9 +123,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	sort.Strings(s.listNames)
 	s.initEvents()
 	s.store.SetForwarder(s.forwardBatch)
-	if err := s.bootstrap(ctx); err != nil {
-		return nil, fmt.Errorf("xapi: bootstrap: %w", err)
-	}
 	s.rrd = rrd.NewStore(rrd.StoreOptions{})
 	api := rpc.NewHandler(s, rpc.Options{Other: s.httpHandlers(), Logger: cfg.Logger})
 	internal := s.internalHandlers()
@@ -131,6 +133,43 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		api.ServeHTTP(w, r)
 	})
+	if !s.store.Bootstrapped() && s.store.Count(datamodel.PoolClass) == 0 {
+		// A replica that is not new but has not got the pool's objects:
+		// its pool has no quorum (a restarted replica applies the log
+		// only once a leader confirms it). Serve the emergency calls and
+		// finish starting when the database arrives.
+		s.emergency.Store(true)
+		s.log.Warn("the pool's database is not available (no quorum?): serving emergency calls only until it is")
+		s.goBackground(func(ctx context.Context) {
+			for s.store.Count(datamodel.PoolClass) == 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			if err := s.start(ctx); err != nil {
+				s.log.Error("could not start after the database arrived", "err", err)
+				return
+			}
+			s.emergency.Store(false)
+		})
+		return s, nil
+	}
+	if err := s.start(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// start finds (or on a first start creates) this host's objects and starts
+// the host's background work.
+func (s *Server) start(ctx context.Context) error {
+	cfg := s.cfg
+	if err := s.bootstrap(ctx); err != nil {
+		return fmt.Errorf("xapi: bootstrap: %w", err)
+	}
 	timeout := cfg.SessionTimeout
 	if timeout <= 0 {
 		timeout = sessionInactiveTimeout
@@ -144,8 +183,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	if err := s.startBackend(ctx); err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("xapi: backend: %w", err)
+		return fmt.Errorf("xapi: backend: %w", err)
 	}
 	s.goBackground(s.runClusterDuties)
 	if b := cfg.Backend; b != nil {
@@ -155,7 +193,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		s.goBackground(func(ctx context.Context) { s.runStats(ctx, b, s.rrd, interval) })
 	}
-	return s, nil
+	return nil
 }
 
 // Handler serves the API over HTTP.
@@ -222,6 +260,9 @@ func (s *Server) dispatch(ctx context.Context, rc *rpc.Call) (rpc.Response, erro
 		name, async = rest, true
 	}
 	m := s.methods.lookup(name)
+	if s.emergency.Load() && (m == nil || !emergencyCalls[m.Name]) {
+		return rpc.Response{}, datamodel.ErrHostStillBooting()
+	}
 	if m == nil {
 		// xapi validates the session first when there is one.
 		if len(rc.Params) > 0 {
@@ -320,4 +361,15 @@ func resultWriter(m *Method, out any) func(w rpc.Writer) {
 	}
 	t := m.Result
 	return func(w rpc.Writer) { t.Write(w, out) }
+}
+
+// emergencyCalls are the calls a host serves while its pool's database is
+// not available (xapi's emergency mode).
+var emergencyCalls = map[string]bool{
+	"session.slave_local_login":               true,
+	"session.slave_local_login_with_password": true,
+	"session.local_logout":                    true,
+	"pool.emergency_transition_to_master":     true,
+	"pool.emergency_reset_master":             true,
+	"host.is_in_emergency_mode":               true,
 }

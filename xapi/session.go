@@ -3,6 +3,7 @@ package xapi
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/xapi-go/xapi-go/datamodel"
@@ -26,6 +27,9 @@ type sessionInfo struct {
 // checkSession validates the session argument of a call.
 func (s *Server) checkSession(ctx context.Context, raw any) (*sessionInfo, error) {
 	ref, _ := raw.(string)
+	if rec, ok := s.localSession(ref); ok {
+		return &sessionInfo{ref: datamodel.SessionRef(ref), rec: rec}, nil
+	}
 	o, ok := s.store.Get(datamodel.SessionClass, ref)
 	if !ok || !o.(*datamodel.SessionRecord).Pool {
 		// a member answers HOST_IS_SLAVE for every session but pool ones,
@@ -74,18 +78,30 @@ func (s *Server) goBackground(fn func(ctx context.Context)) {
 }
 
 // assertMaster answers HOST_IS_SLAVE on a host that is not the pool master.
+//
+// While no master is known (an election) or this host has just been elected
+// and is catching up, the call waits up to masterWait for the outcome, so
+// that clients see no error from a failover or designate_new_master; after
+// that (a pool without a quorum) it fails with HOST_STILL_BOOTING.
 func (s *Server) assertMaster() error {
-	if s.store.IsLeader() {
-		return nil
+	deadline := time.Now().Add(masterWait)
+	for {
+		if s.store.IsLeader() {
+			return nil
+		}
+		addr, id := s.store.Leader()
+		if id != "" && id != s.store.NodeID() {
+			return datamodel.ErrHostIsSlave(s.masterAddress(addr))
+		}
+		if time.Now().After(deadline) {
+			return datamodel.ErrHostStillBooting()
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	addr, id := s.store.Leader()
-	if id == "" || id == s.store.NodeID() {
-		// no master known (an election, or a pool without a quorum), or
-		// this host has just been elected and is catching up
-		return datamodel.ErrHostStillBooting()
-	}
-	return datamodel.ErrHostIsSlave(s.masterAddress(addr))
 }
+
+// masterWait bounds how long a call waits for an election to end.
+const masterWait = 3 * time.Second
 
 // masterAddress maps the leader's raft address to its API address (host.address).
 func (s *Server) masterAddress(raftAddr string) string {
@@ -253,7 +269,46 @@ func (m *sessionMessages) SlaveLocalLoginWithPassword(ctx context.Context, call 
 	rec := datamodel.NewSessionRecord()
 	rec.IsLocalSuperuser = true
 	rec.AuthUserName = "root"
-	return m.s.newSession(ctx, rec)
+	return m.s.newLocalSession(rec), nil
+}
+
+// localSessions are the sessions of slave_local_login(_with_password): valid
+// on this host only, kept in memory and never replicated, so that they work
+// on a host that has lost its pool master (the emergency calls).
+type localSessions struct {
+	mu   sync.Mutex
+	recs map[string]*datamodel.SessionRecord
+}
+
+func (s *Server) newLocalSession(rec *datamodel.SessionRecord) datamodel.SessionRef {
+	now := time.Now().UTC()
+	rec.UUID = datamodel.NewUUID()
+	rec.ThisHost = s.hostRef
+	rec.LastActive, rec.ValidationTime = now, now
+	ref := datamodel.NewRef()
+	s.local.mu.Lock()
+	defer s.local.mu.Unlock()
+	if s.local.recs == nil {
+		s.local.recs = map[string]*datamodel.SessionRecord{}
+	}
+	s.local.recs[ref] = rec
+	return datamodel.SessionRef(ref)
+}
+
+func (s *Server) localSession(ref string) (*datamodel.SessionRecord, bool) {
+	s.local.mu.Lock()
+	defer s.local.mu.Unlock()
+	rec, ok := s.local.recs[ref]
+	return rec, ok
+}
+
+// dropLocalSession forgets a local session; it reports whether ref was one.
+func (s *Server) dropLocalSession(ref string) bool {
+	s.local.mu.Lock()
+	defer s.local.mu.Unlock()
+	_, ok := s.local.recs[ref]
+	delete(s.local.recs, ref)
+	return ok
 }
 
 func (m *sessionMessages) SlaveLogin(ctx context.Context, call *Call, host datamodel.HostRef, psecret string) (datamodel.SessionRef, error) {
@@ -273,10 +328,16 @@ func (s *Server) poolLogin(ctx context.Context, psecret string, local bool) (dat
 	rec.Pool = !local
 	rec.IsLocalSuperuser = true
 	rec.AuthUserName = "root"
+	if local {
+		return s.newLocalSession(rec), nil
+	}
 	return s.newSession(ctx, rec)
 }
 
 func (m *sessionMessages) Logout(ctx context.Context, call *Call) error {
+	if m.s.dropLocalSession(string(call.Session)) {
+		return nil
+	}
 	return m.s.apply(ctx, store.Delete(datamodel.SessionClass, string(call.Session)))
 }
 

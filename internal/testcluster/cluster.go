@@ -68,8 +68,9 @@ type Host struct {
 	api   *xapi.Server
 	sim   *sim.Sim
 	auth  *xapi.Auth
-	// restarts counts completed restarts (after join or eject)
+	// restarts counts completed restarts (after join, eject or recovery)
 	restarts atomic.Int32
+	recover  bool // the next start recovers a one-node cluster
 }
 
 // New starts opts.Hosts hosts, each a one-host pool, and joins hosts 1..n-1
@@ -144,6 +145,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func (h *Host) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.handler.Load()
+	if p == nil && strings.HasPrefix(r.URL.Path, "/internal/") {
+		// a host that is (re)starting; a dead process would refuse the
+		// connection, which callers retry the same way
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"leader":""}`))
+		return
+	}
 	if p == nil {
 		// a host that is down: the connection fails as with a dead process
 		if hj, ok := w.(http.Hijacker); ok {
@@ -212,7 +221,9 @@ func (h *Host) start(bootstrap bool, join *xapi.JoinInfo) error {
 	h.up = true
 	h.mu.Unlock()
 	h.c.connect(h)
-	st, err := store.Open(ctx, h.storeConfig(bootstrap && join == nil))
+	cfg := h.storeConfig(bootstrap && join == nil)
+	cfg.Recover, h.recover = h.recover, false
+	st, err := store.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -248,6 +259,15 @@ func (h *Host) start(bootstrap bool, join *xapi.JoinInfo) error {
 func (h *Host) restart(r xapi.Restart) {
 	time.Sleep(50 * time.Millisecond) // let the reply of the call that caused it go out
 	h.stop()
+	if r.Recover {
+		h.recover = true
+		if err := h.start(false, nil); err != nil {
+			h.c.t.Errorf("host %d: recover: %v", h.Index, err)
+			return
+		}
+		h.restarts.Add(1)
+		return
+	}
 	if err := store.Wipe(h.dataDir); err != nil {
 		h.c.t.Errorf("host %d: wipe: %v", h.Index, err)
 		return

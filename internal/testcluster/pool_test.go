@@ -514,3 +514,70 @@ func TestRestartFarBehindInstallsSnapshot(t *testing.T) {
 		t.Fatal("no snapshot on the restarted member")
 	}
 }
+
+func TestEmergencyTransitionAndRecoverSlaves(t *testing.T) {
+	c := New(t, Options{Hosts: 3})
+	m := c.Leader()
+	s, _ := m.Login()
+	vm := newVM(t, m, s, "survives")
+	var others []*Host
+	for _, h := range c.Hosts {
+		if h != m {
+			others = append(others, h)
+		}
+	}
+	survivor, lost := others[0], others[1]
+	c.WaitStable(10 * time.Second)
+	m.Kill()
+	lost.Kill()
+	// the survivor has no quorum: no master, HOST_STILL_BOOTING to clients
+	time.Sleep(time.Second)
+	if _, err := survivor.Login(); xerr(err) == nil || xerr(err).Code != "HOST_STILL_BOOTING" {
+		t.Fatalf("login without a quorum: %v", err)
+	}
+	ls := mustCall(t, survivor, "session.slave_local_login_with_password", "root", RootPassword).(string)
+	before := survivor.restarts.Load()
+	mustCall(t, survivor, "pool.emergency_transition_to_master", ls)
+	if err := survivor.waitRestart(before, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if l := c.WaitLeader(10 * time.Second); l != survivor {
+		t.Fatalf("leader is host %d", l.Index)
+	}
+	s2, err := survivor.Login()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustCall(t, survivor, "VM.get_name_label", s2, vm); got != "survives" {
+		t.Fatalf("VM after recovery: %v", got)
+	}
+	mustCall(t, survivor, "VM.set_name_label", s2, vm, "recovered")
+	// The lost hosts come back one at a time (two together would be a
+	// quorum of the old cluster): each waits in emergency mode, without the
+	// pool's database, until recover_slaves makes it a member again.
+	for _, h := range []*Host{m, lost} {
+		if err := h.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Login(); xerr(err) == nil || xerr(err).Code != "HOST_STILL_BOOTING" {
+			t.Fatalf("login on a returning host: %v", err)
+		}
+		hls := mustCall(t, h, "session.slave_local_login_with_password", "root", RootPassword).(string)
+		if em := mustCall(t, h, "host.is_in_emergency_mode", hls); em != true {
+			t.Fatalf("is_in_emergency_mode %v", em)
+		}
+		before := h.restarts.Load()
+		if got := mustCall(t, survivor, "pool.recover_slaves", s2).([]any); len(got) != 1 {
+			t.Fatalf("recover_slaves: %v", got)
+		}
+		if err := h.waitRestart(before, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitStable(30 * time.Second)
+	for _, h := range c.Hosts {
+		if got := h.Dump(datamodel.VMClass)[vm]; !strings.Contains(got, `"name_label":"recovered"`) {
+			t.Fatalf("host %d: %s", h.Index, got)
+		}
+	}
+}
