@@ -11,6 +11,10 @@ VAR       := var
 RUN_LISTEN     ?= 127.0.0.1:8080
 RUN_TLS_LISTEN ?= 127.0.0.1:8443
 RUN_DATA       ?= $(VAR)/xapid
+# `make pool`: hosts on 127.0.0.1..N:POOL_PORT, data under POOL_DATA/hostN
+POOL_PORT  ?= 8080
+POOL_HOSTS ?= 3
+POOL_DATA  ?= $(VAR)/pool
 # `make fuzz`: time per fuzz target
 FUZZTIME  ?= 30s
 # `make bench`: which benchmarks (-bench regexp), -benchtime, and where the raw output goes
@@ -24,7 +28,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$($(GO) env 
 # directories holding generated *.gen.go files
 GEN_DIRS  := datamodel xapi
 
-.PHONY: help build run test unit-test client-test generate check-generated bench api-coverage fuzz lint clean
+.PHONY: help build run pool pool-stop pool-status pool-test pool-soak test unit-test client-test generate check-generated bench api-coverage fuzz lint clean
 
 help: ## list the targets
 	@echo "xapi-go make targets:"
@@ -55,6 +59,21 @@ run: build ## start one host on $(RUN_LISTEN) (HTTPS $(RUN_TLS_LISTEN)), data un
 	echo "   (cd tests/clients && node --input-type=module -e \"import fs from 'node:fs'; import { createClient } from 'xen-api'; const x = createClient({ url: 'http://$(RUN_LISTEN)', auth: { user: 'root', password: $$jsexpr }, watchEvents: false }); await x.connect(); console.log(await x.call('pool.get_all_records')); await x.disconnect(); process.exit(0)\")"; \
 	echo "== stop with Ctrl-C"
 	exec $(BIN)/xapid --data-dir $(RUN_DATA) --listen $(RUN_LISTEN) --tls-listen $(RUN_TLS_LISTEN)
+
+pool: build ## start a 3-host pool on 127.0.0.1-3:8080 in the background, data under ./var/pool/ (POOL_PORT, POOL_HOSTS, POOL_DATA)
+	XAPID_BIN=$(BIN)/xapid POOL_PORT=$(POOL_PORT) POOL_HOSTS=$(POOL_HOSTS) POOL_DATA=$(POOL_DATA) scripts/pool.sh start
+
+pool-stop: ## stop the pool started by `make pool` (its data is kept)
+	POOL_PORT=$(POOL_PORT) POOL_HOSTS=$(POOL_HOSTS) POOL_DATA=$(POOL_DATA) scripts/pool.sh stop
+
+pool-status: ## which hosts of `make pool` run
+	POOL_PORT=$(POOL_PORT) POOL_HOSTS=$(POOL_HOSTS) POOL_DATA=$(POOL_DATA) scripts/pool.sh status
+
+pool-test: build ## multi-process pool tests (kill -9 of the master, linearizability) against bin/xapid
+	XAPID_BIN="$(CURDIR)/$(BIN)/xapid" $(GO) test -count=1 -timeout 10m -v ./tests/pool/...
+
+pool-soak: build ## the long pool tests: 5 hosts, 30+ kill -9 of the master (XAPI_POOL_SOAK=1)
+	XAPI_POOL_SOAK=1 XAPID_BIN="$(CURDIR)/$(BIN)/xapid" $(GO) test -count=1 -timeout 60m -v -run 'TestPool' ./tests/pool/...
 
 test: build ## gofmt, go vet, staticcheck, unit tests with -race, generated-code check, real-client tests
 	$(MAKE) --no-print-directory lint

@@ -13,9 +13,11 @@ import (
 // Forwarder carries an encoded write batch from a replica that does not lead
 // to the leader (leaderID, leaderAddr as raft knows them) and returns the
 // raft index the leader applied it at, and the batch's *datamodel.Error if it
-// did not fit the state. It returns an error wrapping ErrRetry when the batch
-// surely was not applied (the leader could not be reached, or it no longer
-// leads), so Apply may try again once a leader is known.
+// did not fit the state. It returns an error wrapping ErrRetry when Apply
+// should send the batch again once a leader is known: the leader could not
+// be reached or no longer leads, or the connection broke before an answer.
+// Batches carry an id that replicas remember, so one sent twice takes
+// effect once.
 type Forwarder func(ctx context.Context, leaderID, leaderAddr string, batch []byte) (uint64, error)
 
 // errTransferring: the leader hands leadership over and takes no writes.
@@ -52,9 +54,6 @@ func (s *Store) ApplyEncoded(ctx context.Context, batch []byte) (uint64, error) 
 // the leader. While there is no leader (an election after a failure) it
 // waits, polling every few milliseconds, until the apply timeout.
 func (s *Store) applyData(ctx context.Context, data []byte) (uint64, error) {
-	if s.forwarder() == nil {
-		return s.applyLocal(ctx, data)
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.ApplyTimeout)
@@ -68,7 +67,9 @@ func (s *Store) applyData(ctx context.Context, data []byte) (uint64, error) {
 		switch {
 		case s.raft.State() == raft.Leader:
 			idx, err = s.applyLocal(ctx, data)
-			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errTransferring) {
+			// the batch has an id: after a lost leadership it may be
+			// sent again, and takes effect once
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errTransferring) && !errors.Is(err, ErrLeadershipLost) {
 				return idx, err
 			}
 		case id != "" && string(id) != s.cfg.NodeID:
@@ -105,4 +106,18 @@ func Wipe(dataDir string) error {
 		}
 	}
 	return nil
+}
+
+// ApplyHere applies a batch only if this replica leads, never through
+// another host: for the leader's own bookkeeping, which must not land late
+// after this replica has lost the leadership.
+func (s *Store) ApplyHere(ctx context.Context, ops ...Op) (uint64, error) {
+	if len(ops) == 0 {
+		return s.AppliedIndex(), nil
+	}
+	data, err := encodeBatch(ops)
+	if err != nil {
+		return 0, err
+	}
+	return s.applyLocal(ctx, data)
 }

@@ -78,6 +78,9 @@ type fsm struct {
 
 	applied atomic.Uint64
 
+	// batches remembers the outcome of the last batches with an id
+	batches recentBatches
+
 	waitMu sync.Mutex    // guards waitCh
 	waitCh chan struct{} // closed and cleared after each applied entry; nil if nobody waits
 
@@ -100,14 +103,28 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	typ := l.Data[0]
 	switch typ &^ flagIgnoreUnknown {
-	case cmdBatch:
+	case cmdBatch, cmdBatchID:
+		id, hasID, raw, err := splitBatch(l.Data)
 		var ops []Op
-		if err := json.Unmarshal(l.Data[1:], &ops); err != nil {
+		if err == nil {
+			err = json.Unmarshal(raw, &ops)
+		}
+		if err != nil {
 			// Corruption or a newer log format: carrying on would diverge.
 			panic(fmt.Sprintf("store: cannot decode log entry %d: %v", l.Index, err))
 		}
 		cs := &ChangeSet{Index: l.Index}
-		derr := f.applyBatch(ops, cs)
+		var derr *datamodel.Error
+		if prev, dup := f.batches.get(id); hasID && dup {
+			// the same batch again (proposed twice across a change of
+			// leader): it takes effect once
+			derr = prev.err
+		} else {
+			derr = f.applyBatch(ops, cs)
+			if hasID {
+				f.batches.put(id, batchResult{index: l.Index, err: derr})
+			}
+		}
 		f.finish(cs)
 		if derr != nil {
 			return derr
@@ -477,4 +494,80 @@ func (f *fsm) listConsistent(classes []*datamodel.Class) (uint64, map[*datamodel
 		}
 	}
 	return f.tablesIndex, out
+}
+
+// batchResult is the outcome of a batch with an id.
+type batchResult struct {
+	index uint64
+	err   *datamodel.Error
+}
+
+// recentBatchesMax is how many batch ids replicas remember: far more than
+// the writes that can be in flight while a leader is replaced.
+const recentBatchesMax = 65536
+
+// recentBatches is a bounded map of batch id → outcome, oldest evicted
+// first. Every replica derives the same map from the log; it is not in
+// snapshots, so a replica restored from one has a shorter memory, which only
+// matters for a batch retried across that restore.
+type recentBatches struct {
+	mu    sync.Mutex
+	res   map[batchID]batchResult
+	order []batchID
+	next  int
+}
+
+func (r *recentBatches) get(id batchID) (batchResult, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.res[id]
+	return v, ok
+}
+
+func (r *recentBatches) put(id batchID, v batchResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.res == nil {
+		r.res = make(map[batchID]batchResult)
+		r.order = make([]batchID, recentBatchesMax)
+	}
+	if len(r.res) >= recentBatchesMax {
+		delete(r.res, r.order[r.next])
+	}
+	r.order[r.next] = id
+	r.next = (r.next + 1) % recentBatchesMax
+	r.res[id] = v
+}
+
+// list returns the remembered outcomes, oldest first (for snapshots).
+func (r *recentBatches) list() []snapBatch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]snapBatch, 0, len(r.res))
+	n := len(r.order)
+	for i := range n {
+		id := r.order[(r.next+i)%n]
+		if v, ok := r.res[id]; ok {
+			b := snapBatch{ID: id, Index: v.index}
+			if v.err != nil {
+				b.Err = append([]string{v.err.Code}, v.err.Params...)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// reset replaces the remembered outcomes (snapshot restore).
+func (r *recentBatches) reset(bs []snapBatch) {
+	r.mu.Lock()
+	r.res, r.order, r.next = nil, nil, 0
+	r.mu.Unlock()
+	for _, b := range bs {
+		v := batchResult{index: b.Index}
+		if len(b.Err) > 0 {
+			v.err = datamodel.NewError(b.Err[0], b.Err[1:]...)
+		}
+		r.put(b.ID, v)
+	}
 }

@@ -255,8 +255,38 @@ func IsCheckFailed(err error) bool {
 // not know it (forward compatibility); any other unknown type is fatal.
 const (
 	cmdBatch          byte = 1 // payload: JSON array of Op
+	cmdBatchID        byte = 2 // payload: 16-byte batch id, then JSON array of Op
 	flagIgnoreUnknown byte = 0x80
+	batchIDLen             = 16
 )
+
+// batchID identifies a batch that may be submitted more than once (a write
+// forwarded again after its leader died): replicas remember the outcome of
+// recent ids, and the leader does not propose an id that was applied.
+type batchID [batchIDLen]byte
+
+func encodeBatchID(id batchID, ops []Op) ([]byte, error) {
+	b, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("encode batch: %w", err)
+	}
+	out := make([]byte, 0, len(b)+1+batchIDLen)
+	out = append(out, cmdBatchID)
+	out = append(out, id[:]...)
+	return append(out, b...), nil
+}
+
+// splitBatch returns the id (if any) and the JSON ops of an encoded batch.
+func splitBatch(data []byte) (id batchID, hasID bool, ops []byte, err error) {
+	switch {
+	case len(data) > 0 && data[0] == cmdBatch:
+		return id, false, data[1:], nil
+	case len(data) > batchIDLen && data[0] == cmdBatchID:
+		copy(id[:], data[1:1+batchIDLen])
+		return id, true, data[1+batchIDLen:], nil
+	}
+	return id, false, nil, errors.New("not a batch")
+}
 
 func encodeBatch(ops []Op) ([]byte, error) {
 	b, err := json.Marshal(ops)
@@ -386,11 +416,12 @@ func editSet(t reflect.Type, cur any, elem any, remove bool) (out any, changed b
 // host): a malformed entry must never reach the log, where it would stop
 // every replica.
 func decodeBatch(data []byte) ([]Op, error) {
-	if len(data) == 0 || data[0] != cmdBatch {
-		return nil, errors.New("not a batch")
+	_, _, raw, err := splitBatch(data)
+	if err != nil {
+		return nil, err
 	}
 	var ops []Op
-	if err := json.Unmarshal(data[1:], &ops); err != nil {
+	if err := json.Unmarshal(raw, &ops); err != nil {
 		return nil, err
 	}
 	for i := range ops {

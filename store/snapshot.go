@@ -22,6 +22,14 @@ const snapshotVersion = 1
 type snapHeader struct {
 	Version int    `json:"v"`
 	Index   uint64 `json:"index"`
+	// Batches are the remembered batch ids, oldest first (see recentBatches).
+	Batches []snapBatch `json:"batches,omitempty"`
+}
+
+type snapBatch struct {
+	ID    batchID  `json:"id"`
+	Index uint64   `json:"i"`
+	Err   []string `json:"e,omitempty"`
 }
 
 type snapRecord struct {
@@ -40,6 +48,7 @@ type classSnap struct {
 type fsmSnapshot struct {
 	index   uint64
 	classes []classSnap
+	batches []snapBatch
 }
 
 // Snapshot captures the tables; raft persists the result concurrently with
@@ -47,7 +56,7 @@ type fsmSnapshot struct {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	s := &fsmSnapshot{index: f.applied.Load(), classes: make([]classSnap, 0, len(f.tables))}
+	s := &fsmSnapshot{index: f.applied.Load(), classes: make([]classSnap, 0, len(f.tables)), batches: f.batches.list()}
 	for name, t := range f.tables {
 		if len(t.entries) == 0 {
 			continue
@@ -77,7 +86,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	line, err := json.Marshal(snapHeader{Version: snapshotVersion, Index: s.index})
+	line, err := json.Marshal(snapHeader{Version: snapshotVersion, Index: s.index, Batches: s.batches})
 	if err != nil {
 		return err
 	}
@@ -117,7 +126,7 @@ func (s *fsmSnapshot) Release() {}
 // Restore replaces the whole state with a snapshot.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	index, tables, err := f.readSnapshot(rc)
+	index, tables, batches, err := f.readSnapshot(rc)
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
@@ -125,18 +134,19 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.tables = tables
 	f.tablesIndex = index
 	f.mu.Unlock()
+	f.batches.reset(batches)
 	f.finish(&ChangeSet{Index: index, Reset: true})
 	return nil
 }
 
-func (f *fsm) readSnapshot(r io.Reader) (uint64, map[string]*table, error) {
+func (f *fsm) readSnapshot(r io.Reader) (uint64, map[string]*table, []snapBatch, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
 	var h snapHeader
 	if err := dec.Decode(&h); err != nil {
-		return 0, nil, fmt.Errorf("header: %w", err)
+		return 0, nil, nil, fmt.Errorf("header: %w", err)
 	}
 	if h.Version != snapshotVersion {
-		return 0, nil, fmt.Errorf("unsupported snapshot version %d", h.Version)
+		return 0, nil, nil, fmt.Errorf("unsupported snapshot version %d", h.Version)
 	}
 	tables := map[string]*table{}
 	skipped := map[string]int{}
@@ -146,7 +156,7 @@ func (f *fsm) readSnapshot(r io.Reader) (uint64, map[string]*table, error) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return 0, nil, fmt.Errorf("record: %w", err)
+			return 0, nil, nil, fmt.Errorf("record: %w", err)
 		}
 		t := tables[rec.Class]
 		if t == nil {
@@ -162,15 +172,15 @@ func (f *fsm) readSnapshot(r io.Reader) (uint64, map[string]*table, error) {
 		}
 		o, err := datamodel.UnmarshalRecord(t.class, rec.Rec)
 		if err != nil {
-			return 0, nil, fmt.Errorf("%s %s: %w", rec.Class, rec.Ref, err)
+			return 0, nil, nil, fmt.Errorf("%s %s: %w", rec.Class, rec.Ref, err)
 		}
 		if _, dup := t.pos[rec.Ref]; dup {
-			return 0, nil, fmt.Errorf("%s %s: duplicate ref", rec.Class, rec.Ref)
+			return 0, nil, nil, fmt.Errorf("%s %s: duplicate ref", rec.Class, rec.Ref)
 		}
 		t.add(rec.Ref, o)
 	}
 	for c, n := range skipped {
 		f.log.Warn("snapshot has records of an unknown class; skipped", "class", c, "records", n)
 	}
-	return h.Index, tables, nil
+	return h.Index, tables, h.Batches, nil
 }

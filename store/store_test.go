@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -549,5 +550,48 @@ func TestCheck(t *testing.T) {
 	}
 	if _, err := s.Apply(context.Background(), must(Check(vm, "OpaqueRef:gone", "name_label", "a"))(t)); err == nil || IsCheckFailed(err) {
 		t.Errorf("check of a missing record: %v", err)
+	}
+}
+
+func TestBatchIDTakesEffectOnce(t *testing.T) {
+	t.Parallel()
+	s := newMemStore(t)
+	vm := mustClass(t, "VM")
+	apply(t, s, Create("OpaqueRef:a", newVM(t, datamodel.NewUUID(), "a")))
+	var id batchID
+	id[0] = 7
+	data, err := encodeBatchID(id, []Op{must(SetAdd(vm, "OpaqueRef:a", "tags", "x"))(t), must(MapAdd(vm, "OpaqueRef:a", "other_config", "k", "v"))(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.ApplyEncoded(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sent again (the first answer was lost): the leader answers from memory
+	again, err := s.ApplyEncoded(context.Background(), data)
+	if err != nil || again != first {
+		t.Fatalf("resend: index %d (first %d), err %v", again, first, err)
+	}
+	// proposed again anyway (by a leader that had not seen it): the FSM skips it
+	f := s.raft.Apply(data, time.Second)
+	if err := f.Error(); err != nil || f.Response() != nil {
+		t.Fatalf("duplicate entry: %v %v", err, f.Response())
+	}
+	// the memory survives a snapshot
+	snap, err := s.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.(*fsmSnapshot).write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f2 := newFSM(testLogger(t))
+	if err := f2.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := f2.batches.get(id); !ok || r.index != first {
+		t.Fatalf("after restore: %v %v", r, ok)
 	}
 }

@@ -265,7 +265,7 @@ func (s *Server) refreshAllowedOperations(ctx context.Context, ref string) {
 	if sameOps(allowed, rec.AllowedOperations) {
 		return
 	}
-	if err := s.apply(ctx, mustSet(datamodel.VMClass, ref, "allowed_operations", allowed)); err != nil {
+	if err := s.applyAsLeader(ctx, mustSet(datamodel.VMClass, ref, "allowed_operations", allowed)); err != nil {
 		s.log.Debug("allowed_operations not updated", "vm", ref, "err", err)
 	}
 }

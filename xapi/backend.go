@@ -215,9 +215,6 @@ func cloneStrings(m map[string]string) map[string]string {
 // handleBackendEvent applies a domain event the API did not cause itself
 // (guest shutdown or reboot, crash, guest-agent data) to the database.
 func (s *Server) handleBackendEvent(ctx context.Context, ev backends.Event) {
-	if !s.store.IsLeader() {
-		return
-	}
 	if ev.Kind == backends.EventResync {
 		s.resyncAll(ctx)
 		return
@@ -324,9 +321,6 @@ func (s *Server) reconcile(ctx context.Context, ref string) {
 // thinks is not halted (after missed events, and at start, when a backend
 // that lost its domains would otherwise leave them "Running").
 func (s *Server) resyncAll(ctx context.Context) {
-	if !s.store.IsLeader() {
-		return
-	}
 	refs := map[string]bool{}
 	if list, err := s.cfg.Backend.List(ctx); err == nil {
 		for _, d := range list {
@@ -336,7 +330,7 @@ func (s *Server) resyncAll(ctx context.Context) {
 		}
 	}
 	for _, e := range s.store.List(datamodel.VMClass) {
-		if rec := e.Obj.(*datamodel.VMRecord); rec.PowerState != datamodel.VMPowerStateHalted {
+		if rec := e.Obj.(*datamodel.VMRecord); rec.PowerState != datamodel.VMPowerStateHalted && s.vmIsHere(rec) {
 			refs[e.Ref] = true
 		}
 	}
@@ -365,6 +359,15 @@ func (s *Server) recordStateLocked(ctx context.Context, ref, clearOp string) {
 		e.clearOp(clearOp)
 	}
 	st, err := s.cfg.Backend.State(ctx, rec.UUID)
+	if errors.Is(err, backends.ErrNotFound) && !s.vmIsHere(rec) {
+		// another host runs (or holds the suspended image of) this VM
+		if clearOp != "" {
+			if err := s.apply(ctx, e.ops()...); err != nil {
+				s.log.Warn("recording VM state failed", "vm", ref, "err", err)
+			}
+		}
+		return
+	}
 	if errors.Is(err, backends.ErrNotFound) {
 		st, err = backends.DomainState{UUID: rec.UUID, PowerState: backends.Halted, DomID: -1}, nil
 	}
@@ -457,4 +460,21 @@ func (m *hostMessages) ComputeFreeMemory(ctx context.Context, call *Call, host d
 		return 0, backendError(call, string(host), err)
 	}
 	return info.MemoryFree, nil
+}
+
+// vmIsHere reports whether this host's backend should have the VM's domain
+// (the VM is resident here, or suspended with its image here) or nobody's
+// should (it is halted, or the pool has one host).
+func (s *Server) vmIsHere(rec *datamodel.VMRecord) bool {
+	if s.store.Count(datamodel.HostClass) < 2 {
+		return true
+	}
+	switch rec.PowerState {
+	case datamodel.VMPowerStateHalted:
+		return true
+	case datamodel.VMPowerStateSuspended:
+		h := s.suspendHost(rec)
+		return h == "" || h == s.hostRef
+	}
+	return rec.ResidentOn == s.hostRef || rec.ResidentOn == datamodel.NullRef || rec.ResidentOn == ""
 }

@@ -3,7 +3,6 @@ package xapi
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 
 	"github.com/xapi-go/xapi-go/datamodel"
@@ -12,17 +11,22 @@ import (
 
 func errNotImplemented(name string) error { return datamodel.ErrNotImplemented(name) }
 
-// toFault converts any error into a XenAPI failure.
-func toFault(log *slog.Logger, method string, err error) *datamodel.Error {
+// toFault converts any error into a XenAPI failure. A write that found no
+// master is HOST_IS_SLAVE [the master's management address] or, with no
+// master known, HOST_STILL_BOOTING.
+func (s *Server) toFault(method string, err error) *datamodel.Error {
 	var de *datamodel.Error
 	if errors.As(err, &de) {
 		return de
 	}
 	var nl *store.NotLeaderError
 	if errors.As(err, &nl) {
-		return datamodel.ErrHostIsSlave(nl.LeaderAddr)
+		if nl.LeaderID == "" || nl.LeaderID == s.store.NodeID() {
+			return datamodel.ErrHostStillBooting()
+		}
+		return datamodel.ErrHostIsSlave(s.masterAddress(nl.LeaderAddr))
 	}
-	log.Error("internal error", "method", method, "err", err)
+	s.log.Error("internal error", "method", method, "err", err)
 	return datamodel.ErrInternalError(err.Error())
 }
 

@@ -182,8 +182,27 @@ func (s *Server) existing(c *datamodel.Class, ref any) (string, error) {
 }
 
 // apply writes ops through the store.
+//
+// A write ends when the server closes even if ctx does not (writes that must
+// outlive their call use a context without cancel): a member cut off from
+// its master would otherwise hold up the shutdown for the apply timeout.
 func (s *Server) apply(ctx context.Context, ops ...store.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.ctx != nil {
+		defer context.AfterFunc(s.ctx, cancel)()
+	}
 	_, err := s.store.Apply(ctx, ops...)
+	return err
+}
+
+// applyAsLeader applies the leader's own bookkeeping: only while this host
+// leads, never forwarded (a late copy could undo a newer leader's view).
+func (s *Server) applyAsLeader(ctx context.Context, ops ...store.Op) error {
+	_, err := s.store.ApplyHere(ctx, ops...)
 	return err
 }
 

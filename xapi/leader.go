@@ -79,7 +79,7 @@ func (s *Server) onLeadership(ctx context.Context) {
 		s.log.Info("this host is now the pool master", "previous", o.(*datamodel.PoolRecord).Master)
 	}
 	ops = append(ops, s.liveOps(s.hostRef, true)...)
-	if err := s.apply(ctx, ops...); err != nil {
+	if err := s.applyAsLeader(ctx, ops...); err != nil {
 		s.log.Warn("could not record the new pool master", "err", err)
 	}
 	for _, e := range s.store.List(datamodel.VMClass) {
@@ -123,7 +123,7 @@ func (s *Server) peerReachable(ctx context.Context, id string, ok bool) {
 	}
 	if ref, found := s.store.RefByUUID(datamodel.HostClass, id); found {
 		if ops := s.liveOps(datamodel.HostRef(ref), ok); len(ops) > 0 {
-			if err := s.apply(ctx, ops...); err != nil {
+			if err := s.applyAsLeader(ctx, ops...); err != nil {
 				s.log.Debug("host liveness not recorded", "host", id, "err", err)
 			}
 		}
@@ -241,7 +241,7 @@ func (s *Server) failTasksOf(ctx context.Context, host datamodel.HostRef) {
 		if t.ResidentOn != host || !isOperationTask(t) || slices.Contains(running, e.Ref) {
 			continue
 		}
-		err := s.apply(ctx, mustCheck(c, e.Ref, "status", t.Status),
+		err := s.applyAsLeader(ctx, mustCheck(c, e.Ref, "status", t.Status),
 			mustSet(c, e.Ref, "status", datamodel.TaskStatusTypeFailure),
 			mustSet(c, e.Ref, "error_info", []string{datamodel.CodeHostOffline, string(host)}),
 			mustSet(c, e.Ref, "finished", time.Now().UTC()),

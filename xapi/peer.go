@@ -82,7 +82,7 @@ func peerCall(ctx context.Context, url, method string, out any, params ...any) e
 	req.Header.Set("User-Agent", "xapi-go")
 	resp, err := peerClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errPeerUnreachable, err)
+		return fmt.Errorf("%w: %w", errPeerUnreachable, err)
 	}
 	defer resp.Body.Close()
 	var r struct {
@@ -163,19 +163,14 @@ func (s *Server) forwardBatch(ctx context.Context, leaderID, _ string, batch []b
 	r, err := postInternal(ctx, s.auth.PoolSecret(), url, pathApply, batch, nil)
 	var nl *errNotLeaderHere
 	switch {
-	case errors.As(err, &nl), errors.Is(err, errPeerUnreachable) && isDialError(err):
+	case errors.As(err, &nl), errors.Is(err, errPeerUnreachable):
+		// safe to send again even if it reached the leader: the batch's
+		// id makes a second copy a no-op
 		return 0, fmt.Errorf("%w: %v", store.ErrRetry, err)
 	case err != nil:
 		return 0, err
 	}
 	return r.Index, r.err()
-}
-
-// isDialError tells a failure to connect (nothing was sent) from one after
-// the request went out.
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // internalHandlers serves the /internal/ endpoints.

@@ -250,6 +250,10 @@ func (s *Server) joinOps(poolNets map[string]string) []store.Op {
 	for ref, c := range owned {
 		o, _ := s.store.Get(c, ref)
 		o = o.Clone()
+		if hm, ok := o.(*datamodel.HostMetricsRecord); ok {
+			// live once the host has restarted as a member and caught up
+			hm.Live = false
+		}
 		for _, f := range c.Fields {
 			v := reflect.ValueOf(o.Field(f.Index))
 			nv, changed := remapRefs(f.Type, v, func(r string) (string, bool) {

@@ -237,7 +237,7 @@ type Call struct {
 func (s *Server) Dispatch(ctx context.Context, rc *rpc.Call) rpc.Response {
 	res, err := s.dispatch(ctx, rc)
 	if err != nil {
-		f := toFault(s.log, rc.Method, err)
+		f := s.toFault(rc.Method, err)
 		return rpc.Response{Err: &rpc.Fault{Code: f.Code, Params: f.Params}}
 	}
 	return res

@@ -137,7 +137,7 @@ func (s *Server) finishTask(ctx context.Context, ref string, m *Method, out any,
 	case errors.As(err, &de) && de.Code == datamodel.CodeTaskCancelled:
 		ops = append(ops, mustSet(c, ref, "status", datamodel.TaskStatusTypeCancelled), mustSet(c, ref, "error_info", []string{de.Code, ref}))
 	case err != nil:
-		f := toFault(s.log, m.Name, err)
+		f := s.toFault(m.Name, err)
 		ops = append(ops, mustSet(c, ref, "status", datamodel.TaskStatusTypeFailure), mustSet(c, ref, "error_info", append([]string{f.Code}, f.Params...)))
 	default:
 		ops = append(ops, mustSet(c, ref, "status", datamodel.TaskStatusTypeSuccess), mustSet(c, ref, "result", xmlValue(resultWriter(m, out))))

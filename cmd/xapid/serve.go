@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/xapi-go/xapi-go/backends/sim"
-	"github.com/xapi-go/xapi-go/store"
 	"github.com/xapi-go/xapi-go/xapi"
 )
 
@@ -52,7 +51,7 @@ func parseServeFlags(args []string, getenv func(string) string, output io.Writer
 	fs.StringVar(&o.TLSListen, "tls-listen", "", "HTTPS API address (self-signed RSA certificate kept in the data dir); empty: no HTTPS")
 	fs.StringVar(&o.RootPassword, "root-password", "", "set the root password (default: $"+envRootPassword+"; if both are empty, keep the stored one or generate one on first start)")
 	fs.StringVar(&o.RaftAddr, "raft-addr", "", "raft TCP address (default: listen host, listen port+1; port 0 if the listen port is 0)")
-	fs.StringVar(&o.NodeID, "node-id", "", "raft node id (default: the hostname)")
+	fs.StringVar(&o.NodeID, "node-id", "", "raft node id; overrides the one stored in DATA/node-id (default: the stored one; for a data dir from before node ids were stored, the hostname; else a new uuid, which becomes the host's uuid)")
 	fs.StringVar(&o.Hostname, "hostname", "", "host name shown as host.hostname/name_label on first start (default: os.Hostname)")
 	fs.StringVar(&o.Address, "address", "", "management IP shown as host.address (default: the listen IP, or the first non-loopback IP when listening on all addresses)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for in-flight calls on SIGTERM/SIGINT")
@@ -88,9 +87,6 @@ func parseServeFlags(args []string, getenv func(string) string, output io.Writer
 			h = "localhost"
 		}
 		o.Hostname = h
-	}
-	if o.NodeID == "" {
-		o.NodeID = o.Hostname
 	}
 	if o.Address == "" {
 		o.Address = managementAddress(o.Listen)
@@ -210,6 +206,12 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 // serve runs one host until ctx is cancelled, then shuts down cleanly: HTTP
 // servers first (in-flight calls get ShutdownTimeout), then the API server,
 // then the store.
+//
+// The listeners stay open for the life of the process; the store and the API
+// server behind them run in generations: pool.join and pool.eject end one
+// (xapi.Config.Restart) and the next starts on fresh replicated state. Between
+// generations, and while a generation starts, calls are answered with
+// HOST_STILL_BOOTING.
 func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Writer) (err error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return err
@@ -253,25 +255,14 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Wri
 	}
 	_, apiPort, _ := splitHostPort(ln.Addr().String())
 
-	st, err := store.Open(ctx, store.Config{
-		DataDir:       o.DataDir,
-		NodeID:        o.NodeID,
-		BindAddr:      o.RaftAddr,
-		AdvertiseAddr: raftAdvertiseAddr(o.RaftAddr, o.Address),
-		Bootstrap:     true,
-		Logger:        log,
-	})
+	nodeID, src, err := resolveNodeID(o.DataDir, o.NodeID, o.Hostname)
 	if err != nil {
-		return fmt.Errorf("store: %w", err)
+		return err
 	}
-	defer func() {
-		if cerr := st.Close(); cerr != nil {
-			log.Error("closing store", "err", cerr)
-			if err == nil {
-				err = cerr
-			}
-		}
-	}()
+	if stored, _ := readNodeID(o.DataDir); src == nodeIDFromFlag && stored != "" && stored != nodeID {
+		log.Warn("--node-id differs from the stored node id (the host's uuid after a pool.join); using the flag", "flag", nodeID, "stored", stored)
+	}
+	log.Info("node id", "id", nodeID, "source", string(src))
 
 	auth, pwFile, err := xapi.LoadAuth(o.DataDir, o.RootPassword)
 	if err != nil {
@@ -282,35 +273,24 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Wri
 		fmt.Fprintf(stderr, "xapid: generated a root password; it is stored in %s\n", pwFile)
 	}
 
-	backend := newSimBackend(o.Hostname, log.With("component", "sim"))
-	defer func() { _ = backend.Close() }()
-
-	srv, err := xapi.New(ctx, xapi.Config{
-		Backend:  backend,
-		Store:    st,
-		Auth:     auth,
-		Logger:   log.With("component", "xapi"),
-		Hostname: o.Hostname,
-		Address:  o.Address,
-		Port:     apiPort,
-		// a failed login waits before answering, as xapi's does
-		AuthFailureDelay: 5 * time.Second,
-	})
-	if err != nil {
+	// a restart that a crash interrupted is resumed
+	var next restartPlan
+	if m, err := readJoinMarker(o.DataDir); err != nil {
 		return err
+	} else if m != nil {
+		log.Warn("resuming an interrupted pool.join", "master", m.MasterURL, "node_id", m.NodeID)
+		next.join = m
+	} else if hasMarker(o.DataDir, ejectMarkerFile) {
+		log.Warn("resuming an interrupted restart after pool.eject")
+		next.eject = true
 	}
-	defer func() {
-		if cerr := srv.Close(); cerr != nil {
-			log.Error("closing API server", "err", cerr)
-			if err == nil {
-				err = cerr
-			}
-		}
-	}()
 
+	// The HTTP servers run for the whole process; their handler is swapped
+	// at each generation.
+	handler := newSwapHandler(bootingHandler(log))
 	errc := make(chan error, 2)
 	var servers []*http.Server
-	start := func(l net.Listener, scheme string, hs *http.Server) {
+	startHTTP := func(l net.Listener, scheme string, hs *http.Server) {
 		servers = append(servers, hs)
 		log.Info("serving XenAPI", "url", scheme+"://"+l.Addr().String()+"/", "raft", o.RaftAddr, "data_dir", o.DataDir)
 		go func() {
@@ -326,20 +306,54 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Wri
 		}()
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	start(ln, "http", &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog})
+	startHTTP(ln, "http", &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog})
 	if tlsLn != nil {
-		start(tlsLn, "https", &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog, TLSConfig: cert.TLSConfig()})
+		startHTTP(tlsLn, "https", &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: errLog, TLSConfig: cert.TLSConfig()})
 	}
+	defer shutdownHTTP(servers, o.ShutdownTimeout, log)
 
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case serveErr = <-errc:
-		log.Error("listener failed; shutting down", "err", serveErr)
+	env := &genEnv{opts: o, log: log, auth: auth, apiPort: apiPort}
+	for {
+		g, err := startGeneration(ctx, env, &nodeID, next)
+		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("shutting down while starting", "err", err)
+				return nil
+			}
+			return err
+		}
+		handler.swap(g.srv.Handler())
+		var serveErr error
+		var restart *xapi.Restart
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+		case serveErr = <-errc:
+			log.Error("listener failed; shutting down", "err", serveErr)
+		case r := <-g.restart:
+			restart = &r
+		}
+		if restart == nil {
+			// SIGTERM: the HTTP servers stop before the generation closes
+			// (the deferred shutdownHTTP then has nothing left to do)
+			shutdownHTTP(servers, o.ShutdownTimeout, log)
+			if cerr := g.close(); cerr != nil && serveErr == nil {
+				serveErr = cerr
+			}
+			return serveErr
+		}
+		// the call that asked for the restart (pool.join, or the master's
+		// notice of pool.eject) gets its reply before the server closes
+		log.Info("restarting", "join", restart.Join != nil, "recover", restart.Recover)
+		cur := handler.swap(bootingHandler(log))
+		if !cur.wait(o.ShutdownTimeout) {
+			log.Warn("calls still in flight after the shutdown timeout; restarting anyway")
+		}
+		if err := g.close(); err != nil {
+			return err
+		}
+		next = planFor(*restart)
 	}
-	shutdownHTTP(servers, o.ShutdownTimeout, log)
-	return serveErr
 }
 
 // shutdownHTTP stops the servers, waiting up to timeout for in-flight calls

@@ -27,8 +27,8 @@ func TestParseServeFlags(t *testing.T) {
 	if o.RaftAddr != "127.0.0.1:9001" {
 		t.Errorf("RaftAddr = %q, want listen port+1", o.RaftAddr)
 	}
-	if o.Address != "127.0.0.1" || o.NodeID != "h1" || o.Hostname != "h1" {
-		t.Errorf("Address/NodeID/Hostname = %q/%q/%q", o.Address, o.NodeID, o.Hostname)
+	if o.Address != "127.0.0.1" || o.Hostname != "h1" {
+		t.Errorf("Address/Hostname = %q/%q", o.Address, o.Hostname)
 	}
 	if o.LogLevel != slog.LevelDebug {
 		t.Errorf("LogLevel = %v", o.LogLevel)

@@ -43,7 +43,6 @@ type Cluster struct {
 	t     testing.TB
 	opts  Options
 	log   *slog.Logger
-	mu    sync.Mutex
 	Hosts []*Host
 }
 
