@@ -75,11 +75,12 @@ pool-test: build ## multi-process pool tests (kill -9 of the master, linearizabi
 pool-soak: build ## the long pool tests: 5 hosts, 30+ kill -9 of the master (XAPI_POOL_SOAK=1)
 	XAPI_POOL_SOAK=1 XAPID_BIN="$(CURDIR)/$(BIN)/xapid" $(GO) test -count=1 -timeout 60m -v -run 'TestPool' ./tests/pool/...
 
-test: build ## gofmt, go vet, staticcheck, unit tests with -race, generated-code check, real-client tests
+test: build ## gofmt, go vet, staticcheck, unit tests with -race, generated-code check, real-client tests, multi-process pool tests
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory check-generated
 	$(MAKE) --no-print-directory unit-test
 	$(MAKE) --no-print-directory client-test
+	$(MAKE) --no-print-directory pool-test
 
 unit-test: ## unit tests of every package under the race detector
 	$(GO) test -race -timeout 12m $(UNIT_PKGS)
