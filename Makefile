@@ -149,3 +149,17 @@ lint: ## gofmt -l, go vet, staticcheck
 
 clean: ## remove bin/ (var/ with the run data is kept)
 	rm -rf $(BIN)
+
+# `make pool-election-soak`: how long the write load runs
+POOL_ELECTION_SOAK ?= 10m
+# `make pool-write-bench`: -benchtime of the pool and etcd write benchmarks
+POOL_WRITE_BENCHTIME ?= 20000x
+
+.PHONY: pool-election-soak pool-write-bench
+pool-election-soak: build ## 3 hosts under write load on a busy machine for POOL_ELECTION_SOAK (10m): fail on any leader election
+	XAPI_POOL_ELECTION_SOAK=$(POOL_ELECTION_SOAK) XAPID_BIN="$(CURDIR)/$(BIN)/xapid" $(GO) test -count=1 -timeout 0 -v -run '^TestElectionStability$$' ./tests/pool/
+
+pool-write-bench: build ## write latency/throughput through a 3-host pool's master, event latency via a member, and the etcd/store comparison
+	XAPID_BIN="$(CURDIR)/$(BIN)/xapid" $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'PoolWrite|PoolEventLatency' -benchtime=$(POOL_WRITE_BENCHTIME) ./tests/pool/
+	$(GO) test -run '^$$' -bench 'Etcd3Write' -benchtime=$(POOL_WRITE_BENCHTIME) ./bench/
+	$(GO) test -run '^$$' -bench 'ClusterWrite|FollowerApplyLag' ./store/

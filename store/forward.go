@@ -52,7 +52,8 @@ func (s *Store) ApplyEncoded(ctx context.Context, batch []byte) (uint64, error) 
 
 // applyData applies an encoded batch here if this replica leads, or through
 // the leader. While there is no leader (an election after a failure) it
-// waits, polling every few milliseconds, until the apply timeout.
+// waits, polling every few milliseconds (a new leader is used within 5 ms
+// of its election), until the apply timeout.
 func (s *Store) applyData(ctx context.Context, data []byte) (uint64, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -92,7 +93,7 @@ func (s *Store) applyData(ctx context.Context, data []byte) (uint64, error) {
 			return 0, s.notLeader()
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 50*time.Millisecond)
+		backoff = min(backoff*2, 5*time.Millisecond)
 	}
 }
 
