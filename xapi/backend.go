@@ -362,7 +362,7 @@ func (s *Server) recordStateLocked(ctx context.Context, ref, clearOp string) {
 	if errors.Is(err, backends.ErrNotFound) && !s.vmIsHere(rec) {
 		// another host runs (or holds the suspended image of) this VM
 		if clearOp != "" {
-			if err := s.apply(ctx, e.ops()...); err != nil {
+			if err := s.apply(ctx, append(e.ops(), s.hostMemoryOp(ctx)...)...); err != nil {
 				s.log.Warn("recording VM state failed", "vm", ref, "err", err)
 			}
 		}

@@ -24,13 +24,14 @@ import (
 const (
 	poolSecretHeader = "X-Xapi-Go-Pool-Secret"
 	sessionHeader    = "X-Xapi-Go-Session"
-	pathApply        = "/internal/apply"   // a write batch from a member (leader only)
-	pathJoinObjects  = "/internal/join"    // a joining host's objects (session of a pool admin)
-	pathAddMember    = "/internal/member"  // a joined host's raft id and address (leader only)
-	pathRunningTasks = "/internal/tasks"   // the tasks running on this host
-	pathEjected      = "/internal/ejected" // tells a host it left the pool
-	pathRejoin       = "/internal/rejoin"  // tells a host to join a recovered master
-	maxInternalBody  = 64 << 20            // a joining host's objects fit easily
+	pathApply        = "/internal/apply"      // a write batch from a member (leader only)
+	pathJoinObjects  = "/internal/join"       // a joining host's objects (session of a pool admin)
+	pathAddMember    = "/internal/member"     // a joined host's raft id and address (leader only)
+	pathRunningTasks = "/internal/tasks"      // the tasks running on this host
+	pathEjected      = "/internal/ejected"    // tells a host it left the pool
+	pathRejoin       = "/internal/rejoin"     // tells a host to join a recovered master
+	pathMigrateIn    = "/internal/migrate-in" // a destination of VM.pool_migrate takes a VM over
+	maxInternalBody  = 64 << 20               // a joining host's objects fit easily
 	peerDialTimeout  = 500 * time.Millisecond
 )
 
@@ -203,6 +204,7 @@ func (s *Server) internalHandlers() http.Handler {
 	mux.Handle(pathRunningTasks, guard(false, s.serveRunningTasks))
 	mux.Handle(pathEjected, guard(false, s.serveEjected))
 	mux.Handle(pathRejoin, guard(false, s.serveRejoin))
+	mux.Handle(pathMigrateIn, guard(false, s.serveMigrateIn))
 	return mux
 }
 

@@ -581,3 +581,74 @@ func TestEmergencyTransitionAndRecoverSlaves(t *testing.T) {
 		}
 	}
 }
+
+func TestPoolMigrate(t *testing.T) {
+	c := New(t, Options{Hosts: 3})
+	m := c.Leader()
+	s, _ := m.Login()
+	var a, b *Host
+	for _, h := range c.Hosts {
+		switch {
+		case h == m:
+		case a == nil:
+			a = h
+		default:
+			b = h
+		}
+	}
+	aRef, bRef := string(a.API().HostRef()), string(b.API().HostRef())
+	vm := newVM(t, m, s, "mover")
+	if _, err := m.Call("VM.pool_migrate", s, vm, bRef, map[string]any{}); xerr(err) == nil || xerr(err).Code != "VM_BAD_POWER_STATE" {
+		t.Fatalf("migrate a halted VM: %v", err)
+	}
+	mustCall(t, m, "VM.start_on", s, vm, aRef, false, false)
+	uuid := mustCall(t, m, "VM.get_uuid", s, vm).(string)
+	mustCall(t, m, "VM.pool_migrate", s, vm, bRef, map[string]any{"live": "true"})
+	if r := mustCall(t, m, "VM.get_resident_on", s, vm); r != bRef {
+		t.Fatalf("resident_on %v after migrate, want %v", r, bRef)
+	}
+	if ps := mustCall(t, m, "VM.get_power_state", s, vm); ps != "Running" {
+		t.Fatalf("power_state %v", ps)
+	}
+	if _, err := b.Sim().State(context.Background(), uuid); err != nil {
+		t.Fatalf("no domain on the destination: %v", err)
+	}
+	if _, err := a.Sim().State(context.Background(), uuid); err == nil {
+		t.Fatal("domain still on the source")
+	}
+	if ops := mustCall(t, m, "VM.get_current_operations", s, vm).(map[string]any); len(ops) != 0 {
+		t.Fatalf("current_operations %v", ops)
+	}
+	// the source host's resident_VMs no longer lists it; the destination's does
+	if rv := mustCall(t, m, "host.get_resident_VMs", s, aRef).([]any); slices.Contains(rv, any(vm)) {
+		t.Fatal("source still lists the VM")
+	}
+	if rv := mustCall(t, m, "host.get_resident_VMs", s, bRef).([]any); !slices.Contains(rv, any(vm)) {
+		t.Fatal("destination does not list the VM")
+	}
+	// calls now go to the destination
+	mustCall(t, m, "VM.hard_shutdown", s, vm)
+	if _, err := b.Sim().State(context.Background(), uuid); err == nil {
+		st, _ := b.Sim().State(context.Background(), uuid)
+		if st.PowerState.Active() {
+			t.Fatal("domain still active after shutdown")
+		}
+	}
+	// migrating to a dead host
+	mustCall(t, m, "VM.start_on", s, vm, aRef, false, false)
+	b.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := m.Call("VM.pool_migrate", s, vm, bRef, map[string]any{})
+		if xerr(err) != nil && xerr(err).Code == "HOST_OFFLINE" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("migrate to a dead host: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := mustCall(t, m, "VM.get_resident_on", s, vm); r != aRef {
+		t.Fatalf("resident_on %v after a failed migrate", r)
+	}
+}
