@@ -16,9 +16,10 @@ const (
 	// maxVoters is how many hosts vote in raft; more hosts are non-voters
 	// that still hold the whole database.
 	maxVoters = 5
-	// voterReplaceAfter is how long a voter must be unreachable before a
-	// live non-voter takes its vote (a host that is only restarting keeps it).
-	voterReplaceAfter = 30 * time.Second
+	// defaultVoterReplaceAfter is how long a voter must be unreachable
+	// before a live non-voter takes its vote (a host that is only
+	// restarting keeps it); Config.VoterReplaceAfter overrides it.
+	defaultVoterReplaceAfter = 30 * time.Second
 	// placementInterval is how often the leader reviews voter placement.
 	placementInterval = 2 * time.Second
 )
@@ -169,7 +170,7 @@ func (s *Server) placeVoters(ctx context.Context) {
 		}
 		// replace a voter that has been unreachable for long
 		for i, v := range voters {
-			if d := down[v.ID]; d >= voterReplaceAfter {
+			if d := down[v.ID]; d >= s.voterReplaceAfter() {
 				if err := s.store.AddVoter(ctx, c.ID, c.Addr); err != nil {
 					return
 				}
@@ -250,4 +251,11 @@ func (s *Server) failTasksOf(ctx context.Context, host datamodel.HostRef) {
 			s.log.Warn("task ended: the host running it is gone", "task", e.Ref, "host", host)
 		}
 	}
+}
+
+func (s *Server) voterReplaceAfter() time.Duration {
+	if s.cfg.VoterReplaceAfter > 0 {
+		return s.cfg.VoterReplaceAfter
+	}
+	return defaultVoterReplaceAfter
 }

@@ -55,6 +55,9 @@ type Config struct {
 	// the Server and the store, deletes the store's data, and starts again
 	// (see JoinPool). Nil: pool.join and pool.eject of this host are refused.
 	Restart func(r Restart)
+	// VoterReplaceAfter is how long a raft voter must be unreachable before
+	// the leader gives its vote to a live non-voter (default 30 s).
+	VoterReplaceAfter time.Duration
 }
 
 // Server is the XenAPI server of one host.

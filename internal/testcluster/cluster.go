@@ -239,7 +239,8 @@ func (h *Host) start(bootstrap bool, join *xapi.JoinInfo) error {
 	api, err := xapi.New(ctx, xapi.Config{
 		Store: st, Auth: h.auth, Logger: h.c.log.With("host", h.Index), Hostname: simCfg.Hostname,
 		Address: h.Address, Backend: sb, PeerURL: h.c.peerURL,
-		Restart: func(r xapi.Restart) { h.restart(r) },
+		Restart:           func(r xapi.Restart) { h.restart(r) },
+		VoterReplaceAfter: 2 * time.Second,
 	})
 	if err != nil {
 		_ = sb.Close()

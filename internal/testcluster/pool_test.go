@@ -652,3 +652,56 @@ func TestPoolMigrate(t *testing.T) {
 		t.Fatalf("resident_on %v after a failed migrate", r)
 	}
 }
+
+func TestVoterPlacement(t *testing.T) {
+	c := New(t, Options{Hosts: 6})
+	m := c.Leader()
+	voters := func() (v, nv []string) {
+		ms, err := m.Store().Members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range ms {
+			if mb.Voter {
+				v = append(v, mb.ID)
+			} else {
+				nv = append(nv, mb.ID)
+			}
+		}
+		return v, nv
+	}
+	v, nv := voters()
+	if len(v) != 5 || len(nv) != 1 {
+		t.Fatalf("%d voters, %d non-voters; want 5 and 1", len(v), len(nv))
+	}
+	// the non-voter holds the whole database
+	var spare *Host
+	for _, h := range c.Hosts {
+		if h.ID == nv[0] {
+			spare = h
+		}
+	}
+	if got, want := len(spare.Dump(datamodel.VMClass, datamodel.HostClass)), len(m.Dump(datamodel.VMClass, datamodel.HostClass)); got != want {
+		t.Fatalf("non-voter has %d records, leader %d", got, want)
+	}
+	// a voter dies for good: its vote moves to the live non-voter
+	var dead *Host
+	for _, h := range c.Hosts {
+		if h != m && h != spare {
+			dead = h
+			break
+		}
+	}
+	dead.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, nv = voters()
+		if slices.Contains(v, spare.ID) && slices.Contains(nv, dead.ID) && len(v) == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("votes did not move: voters %v, non-voters %v", v, nv)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
