@@ -195,8 +195,11 @@ func (h *Host) storeConfig(bootstrap bool) store.Config {
 	return store.Config{
 		NodeID: h.ID, DataDir: h.dataDir, Transport: h.trans, Bootstrap: bootstrap,
 		Logger:           h.c.log.With("host", h.Index),
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+		// generous timeouts: tests run under the race detector on busy
+		// 2-core machines, and a spurious election would fail a test that
+		// expects a given master
+		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
+		LeaderLeaseTimeout: time.Second, CommitTimeout: 5 * time.Millisecond,
 		StartupTimeout:    10 * time.Second,
 		SnapshotThreshold: h.c.opts.SnapshotThreshold, TrailingLogs: h.c.opts.TrailingLogs,
 		SnapshotInterval: snapshotInterval(h.c.opts.SnapshotThreshold),

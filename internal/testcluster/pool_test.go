@@ -531,7 +531,15 @@ func TestEmergencyTransitionAndRecoverSlaves(t *testing.T) {
 	m.Kill()
 	lost.Kill()
 	// the survivor has no quorum: no master, HOST_STILL_BOOTING to clients
-	time.Sleep(time.Second)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if _, id := survivor.Store().Leader(); id == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the survivor still sees a leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := survivor.Login(); xerr(err) == nil || xerr(err).Code != "HOST_STILL_BOOTING" {
 		t.Fatalf("login without a quorum: %v", err)
 	}
