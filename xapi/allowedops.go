@@ -119,8 +119,10 @@ func modelPowerState(p backends.PowerState) datamodel.VMPowerState {
 // in blocked_operations are left out. The result is in the enum's order.
 func vmAllowedOperations(rec *datamodel.VMRecord, f backends.Features) []datamodel.VMOperations {
 	ops := []datamodel.VMOperations{}
-	if len(rec.CurrentOperations) > 0 {
-		return ops
+	for _, op := range rec.CurrentOperations {
+		if !sharedOps[op] {
+			return ops // an exclusive operation runs
+		}
 	}
 	switch {
 	case rec.IsControlDomain:
@@ -157,9 +159,11 @@ func vmAllowedOperations(rec *datamodel.VMRecord, f backends.Features) []datamod
 			ops = append(ops, suspendedOps...)
 		}
 	}
+	shared := len(rec.CurrentOperations) > 0
 	ops = slices.DeleteFunc(ops, func(op datamodel.VMOperations) bool {
 		_, blocked := rec.BlockedOperations[op]
-		return blocked
+		// while clones or copies run, only more of them may start
+		return blocked || (shared && !sharedOps[op])
 	})
 	slices.SortFunc(ops, func(a, b datamodel.VMOperations) int { return vmOperationOrder[a] - vmOperationOrder[b] })
 	return slices.Compact(ops)

@@ -35,6 +35,14 @@ type vmBusy struct {
 	// agent is set when guest-agent data arrived during the operation; the
 	// guest metrics are refreshed when it ends.
 	agent bool
+	// holders counts the operations sharing the claim (see sharedOps)
+	holders int
+}
+
+// sharedOps may run together on one VM (several clones or copies of one
+// template at once, as xapi allows); any other operation runs alone.
+var sharedOps = map[datamodel.VMOperations]bool{
+	datamodel.VMOperationsClone: true, datamodel.VMOperationsCopy: true, datamodel.VMOperationsExport: true,
 }
 
 // MachineResources reports this machine's CPU count, memory and the memory a
@@ -91,19 +99,26 @@ func (r *vmRuntime) begin(vm string, op datamodel.VMOperations, opRef string) er
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if b, ok := r.busy[vm]; ok {
+		if sharedOps[b.op] && sharedOps[op] {
+			b.holders++
+			return nil
+		}
 		return datamodel.ErrOtherOperationInProgress(datamodel.VMClass.Name, vm, string(b.op), b.ref)
 	}
 	if r.busy == nil {
 		r.busy = map[string]*vmBusy{}
 	}
-	r.busy[vm] = &vmBusy{op: op, ref: opRef}
+	r.busy[vm] = &vmBusy{op: op, ref: opRef, holders: 1}
 	return nil
 }
 
-// end forgets vm's operation; it reports whether guest-agent data arrived
-// meanwhile. The caller holds r.mu.
+// end forgets one operation on vm; when the last sharing one ends it reports
+// whether guest-agent data arrived meanwhile. The caller holds r.mu.
 func (r *vmRuntime) endLocked(vm string) (agent bool) {
 	if b, ok := r.busy[vm]; ok {
+		if b.holders--; b.holders > 0 {
+			return false
+		}
 		agent = b.agent
 		delete(r.busy, vm)
 	}

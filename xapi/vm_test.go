@@ -1,6 +1,7 @@
 package xapi_test
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -344,5 +345,35 @@ func TestVMPowerCycle(t *testing.T) {
 			}
 		}
 		lastDomid = domid
+	}
+}
+
+func TestConcurrentClonesOfOneTemplate(t *testing.T) {
+	srv := xapitest.NewServer(t, xapitest.Options{})
+	s := login(t, srv.URL)
+	tmpl := templateRef(t, srv.URL, s)
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, e := jsonCall(t, srv.URL, "VM.clone", s, tmpl, fmt.Sprintf("c%d", i))
+			if e != nil {
+				errs <- fmt.Errorf("clone %d: %v", i, e)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	r := record(t, srv.URL, s, "VM", tmpl)
+	if ops := r["current_operations"].(map[string]any); len(ops) != 0 {
+		t.Fatalf("current_operations after the clones: %v", ops)
+	}
+	if !slices.Contains(refList(r["allowed_operations"]), "clone") {
+		t.Fatalf("allowed_operations after the clones: %v", r["allowed_operations"])
 	}
 }
