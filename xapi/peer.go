@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xapi-go/xapi-go/datamodel"
+	"github.com/xapi-go/xapi-go/rpc"
 	"github.com/xapi-go/xapi-go/store"
 )
 
@@ -74,33 +75,18 @@ var errPeerUnreachable = errors.New("host unreachable")
 // peerCall makes a XenAPI call (JSON-RPC) on another host and decodes the
 // result into out (if not nil). A XenAPI failure comes back as *datamodel.Error.
 func peerCall(ctx context.Context, url, method string, out any, params ...any) error {
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/jsonrpc", bytes.NewReader(body))
-	if err != nil {
+	res, err := rpc.Invoke(ctx, peerClient, url, method, params...)
+	var f *rpc.Fault
+	switch {
+	case errors.As(err, &f):
+		return datamodel.NewError(f.Code, f.Params...)
+	case errors.Is(err, rpc.ErrTransport):
+		return fmt.Errorf("%w: %w", errPeerUnreachable, err)
+	case err != nil:
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "xapi-go")
-	resp, err := peerClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errPeerUnreachable, err)
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Result json.RawMessage `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxInternalBody)).Decode(&r); err != nil {
-		return fmt.Errorf("%s on %s: bad response (HTTP %d): %v", method, url, resp.StatusCode, err)
-	}
-	if r.Error != nil {
-		return datamodel.NewError(r.Error.Message, r.Error.Data...)
-	}
 	if out != nil {
-		return json.Unmarshal(r.Result, out)
+		return json.Unmarshal(res, out)
 	}
 	return nil
 }

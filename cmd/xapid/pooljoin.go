@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/xapi-go/xapi-go/rpc"
 )
 
 func init() {
@@ -225,49 +226,11 @@ func loginRetrying(ctx context.Context, base, user, password string, wait time.D
 }
 
 // rpcFault is a XenAPI failure.
-type rpcFault struct {
-	Code   string
-	Params []string
-}
-
-func (f *rpcFault) Error() string {
-	return strings.Join(append([]string{f.Code}, f.Params...), " ")
-}
+type rpcFault = rpc.Fault
 
 var rpcClient = &http.Client{Timeout: 2 * time.Minute}
 
 // rpcCall makes one JSON-RPC call and returns its result.
 func rpcCall(ctx context.Context, base, method string, params ...any) (json.RawMessage, error) {
-	if params == nil {
-		params = []any{}
-	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/jsonrpc", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := rpcClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
-		Result json.RawMessage `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: HTTP %s: bad JSON-RPC reply %q", method, resp.Status, b)
-	}
-	if r.Error != nil {
-		return nil, &rpcFault{Code: r.Error.Message, Params: r.Error.Data}
-	}
-	return r.Result, nil
+	return rpc.Invoke(ctx, rpcClient, base, method, params...)
 }

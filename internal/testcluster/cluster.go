@@ -1,7 +1,6 @@
 package testcluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/xapi-go/xapi-go/backends/sim"
 	"github.com/xapi-go/xapi-go/datamodel"
+	"github.com/xapi-go/xapi-go/rpc"
 	"github.com/xapi-go/xapi-go/store"
 	"github.com/xapi-go/xapi-go/xapi"
 )
@@ -194,7 +194,7 @@ func (c *Cluster) connect(h *Host) {
 func (h *Host) storeConfig(bootstrap bool) store.Config {
 	return store.Config{
 		NodeID: h.ID, DataDir: h.dataDir, Transport: h.trans, Bootstrap: bootstrap,
-		Logger:           h.c.log.With("host", h.Index),
+		Logger: h.c.log.With("host", h.Index),
 		// generous timeouts: tests run under the race detector on busy
 		// 2-core machines, and a spurious election would fail a test that
 		// expects a given master
@@ -481,35 +481,19 @@ func (c *Cluster) Heal() {
 }
 
 // Error is a XenAPI failure returned by Call.
-type Error struct {
-	Code   string
-	Params []string
-}
+type Error = rpc.Fault
 
-func (e *Error) Error() string { return e.Code + " " + strings.Join(e.Params, " ") }
-
-// Call makes a JSON-RPC call on h.
+// Call makes a JSON-RPC call on h and decodes the result generically.
 func (h *Host) Call(method string, params ...any) (any, error) {
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	resp, err := http.Post(h.URL+"/jsonrpc", "application/json", bytes.NewReader(body))
+	res, err := rpc.Invoke(context.Background(), nil, h.URL, method, params...)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Result any `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+	var out any
+	if err := json.Unmarshal(res, &out); err != nil {
 		return nil, fmt.Errorf("%s on host %d: %v", method, h.Index, err)
 	}
-	if r.Error != nil {
-		return nil, &Error{Code: r.Error.Message, Params: r.Error.Data}
-	}
-	return r.Result, nil
+	return out, nil
 }
 
 // Login logs in as root on h.

@@ -12,12 +12,10 @@
 package pool_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -31,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xapi-go/xapi-go/rpc"
 )
 
 const rootPassword = "pool-test-Secret-1"
@@ -450,12 +450,7 @@ func (c *cluster) slaveLogin(ctx context.Context, url string) (string, error) {
 }
 
 // fault is a XenAPI failure.
-type fault struct {
-	Code   string
-	Params []string
-}
-
-func (f *fault) Error() string { return strings.Join(append([]string{f.Code}, f.Params...), " ") }
+type fault = rpc.Fault
 
 // httpClient: writes wait out an election on a member (a few seconds).
 var httpClient = &http.Client{
@@ -468,38 +463,7 @@ var httpClient = &http.Client{
 
 // call makes one JSON-RPC call.
 func call(ctx context.Context, url, method string, params ...any) (json.RawMessage, error) {
-	if params == nil {
-		params = []any{}
-	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/jsonrpc", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
-		Result json.RawMessage `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: HTTP %s: bad JSON-RPC reply %q", method, resp.Status, b)
-	}
-	if r.Error != nil {
-		return nil, &fault{Code: r.Error.Message, Params: r.Error.Data}
-	}
-	return r.Result, nil
+	return rpc.Invoke(ctx, httpClient, url, method, params...)
 }
 
 func callInto(ctx context.Context, url string, out any, method string, params ...any) error {
