@@ -47,6 +47,11 @@ func (m *vmMessages) PoolMigrate(ctx context.Context, call *Call, vm datamodel.V
 		if err := rep.err(); err != nil {
 			return err
 		}
+		// see the destination's record of the VM before dropping this
+		// copy, or this host would record it halted
+		if err := s.store.WaitApplied(ctx, rep.Index); err != nil {
+			return err
+		}
 		return s.cfg.Backend.Destroy(ctx, rec.UUID)
 	})
 }
@@ -89,5 +94,5 @@ func (s *Server) serveMigrateIn(_ http.ResponseWriter, r *http.Request, body []b
 	if err != nil {
 		return errorReply(backendError(nil, req.VM, err)), http.StatusOK
 	}
-	return &internalReply{}, http.StatusOK
+	return &internalReply{Index: s.store.AppliedIndex()}, http.StatusOK
 }

@@ -118,10 +118,12 @@ func startGeneration(ctx context.Context, env *genEnv, nodeID *string, plan rest
 		}
 	}
 
-	g = &generation{log: log, restart: make(chan xapi.Restart, 1)}
+	gen := &generation{log: log, restart: make(chan xapi.Restart, 1)}
+	g = gen
 	defer func() {
 		if err != nil {
-			_ = g.close()
+			// g may be nil here (return nil, err): close what was opened
+			_ = gen.close()
 		}
 	}()
 	g.st, err = store.Open(ctx, store.Config{

@@ -359,6 +359,17 @@ func (c *Cluster) Close() {
 	}
 }
 
+// Others returns the hosts other than h.
+func (c *Cluster) Others(h *Host) []*Host {
+	var out []*Host
+	for _, o := range c.Hosts {
+		if o != h {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // Leader returns the host that leads (nil if none of the running hosts does).
 func (c *Cluster) Leader() *Host {
 	for _, h := range c.Hosts {

@@ -284,12 +284,7 @@ func TestEjectAndDestroy(t *testing.T) {
 	c := New(t, Options{Hosts: 4})
 	m := c.Leader()
 	s, _ := m.Login()
-	var members []*Host
-	for _, h := range c.Hosts {
-		if h != m {
-			members = append(members, h)
-		}
-	}
+	members := c.Others(m)
 	if _, err := m.Call("pool.eject", s, string(m.API().HostRef())); xerr(err) == nil || xerr(err).Code != "OPERATION_NOT_ALLOWED" {
 		t.Fatalf("eject master: %v", err)
 	}
@@ -343,12 +338,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	old := c.Leader()
 	s, _ := old.Login()
 	vm := newVM(t, old, s, "p")
-	var rest []*Host
-	for _, h := range c.Hosts {
-		if h != old {
-			rest = append(rest, h)
-		}
-	}
+	rest := c.Others(old)
 	c.Partition([]*Host{old}, rest)
 	// the majority elects a leader; the isolated old master stops leading
 	var nl *Host
@@ -377,11 +367,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	mustCall(t, nl, "VM.set_name_label", s, vm, "majority")
 	c.Heal()
 	c.WaitStable(20 * time.Second)
-	for _, h := range c.Hosts {
-		if got := h.Dump(datamodel.VMClass)[vm]; !strings.Contains(got, `"name_label":"majority"`) {
-			t.Fatalf("host %d after heal: %s", h.Index, got)
-		}
-	}
+	expectNameEverywhere(t, c, vm, "majority")
 }
 
 func TestMemberCrashAndRestart(t *testing.T) {
@@ -520,12 +506,7 @@ func TestEmergencyTransitionAndRecoverSlaves(t *testing.T) {
 	m := c.Leader()
 	s, _ := m.Login()
 	vm := newVM(t, m, s, "survives")
-	var others []*Host
-	for _, h := range c.Hosts {
-		if h != m {
-			others = append(others, h)
-		}
-	}
+	others := c.Others(m)
 	survivor, lost := others[0], others[1]
 	c.WaitStable(10 * time.Second)
 	m.Kill()
@@ -583,11 +564,7 @@ func TestEmergencyTransitionAndRecoverSlaves(t *testing.T) {
 		}
 	}
 	c.WaitStable(30 * time.Second)
-	for _, h := range c.Hosts {
-		if got := h.Dump(datamodel.VMClass)[vm]; !strings.Contains(got, `"name_label":"recovered"`) {
-			t.Fatalf("host %d: %s", h.Index, got)
-		}
-	}
+	expectNameEverywhere(t, c, vm, "recovered")
 }
 
 func TestPoolMigrate(t *testing.T) {
@@ -711,5 +688,18 @@ func TestVoterPlacement(t *testing.T) {
 			t.Fatalf("votes did not move: voters %v, non-voters %v", v, nv)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// expectNameEverywhere checks every running host's replica holds vm with name.
+func expectNameEverywhere(t *testing.T, c *Cluster, vm, name string) {
+	t.Helper()
+	for _, h := range c.Hosts {
+		if !h.Up() {
+			continue
+		}
+		if got := h.Dump(datamodel.VMClass)[vm]; !strings.Contains(got, `"name_label":"`+name+`"`) {
+			t.Fatalf("host %d: %s", h.Index, got)
+		}
 	}
 }

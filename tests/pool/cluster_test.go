@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -219,16 +220,23 @@ func (c *cluster) settle() {
 // not show raft membership; host 1's log does.
 func (c *cluster) waitVoters(timeout time.Duration) {
 	c.tb.Helper()
+	// whichever host leads promotes; the master may move while the pool forms
+	re := regexp.MustCompile(`msg="promoted a replica to voter".* id=([0-9a-f-]+)`)
 	want := len(c.hosts) - 1
 	deadline := time.Now().Add(timeout)
 	for {
-		b, _ := os.ReadFile(c.hosts[0].logPath)
-		got := strings.Count(string(b), `msg="promoted a replica to voter"`)
-		if got >= want {
+		promoted := map[string]bool{}
+		for _, h := range c.hosts {
+			b, _ := os.ReadFile(h.logPath)
+			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				promoted[m[1]] = true
+			}
+		}
+		if len(promoted) >= want {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.tb.Fatalf("host1 promoted %d of %d joined hosts to voters within %s", got, want, timeout)
+			c.tb.Fatalf("%d of %d joined hosts promoted to voters within %s", len(promoted), want, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
