@@ -28,6 +28,11 @@ const maxReply = 256 << 20
 // failure is a *Fault; an error wrapping ErrTransport means no answer came.
 // It is the client hosts use to call each other, and tools and tests use.
 func Invoke(ctx context.Context, hc *http.Client, base, method string, params ...any) (json.RawMessage, error) {
+	return InvokeWithHeader(ctx, hc, base, nil, method, params...)
+}
+
+// InvokeWithHeader is Invoke with extra HTTP request headers.
+func InvokeWithHeader(ctx context.Context, hc *http.Client, base string, header http.Header, method string, params ...any) (json.RawMessage, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
@@ -41,6 +46,9 @@ func Invoke(ctx context.Context, hc *http.Client, base, method string, params ..
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/jsonrpc", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "xapi-go")

@@ -16,6 +16,9 @@ const (
 	PeerUnreachable
 	// PeerReachable: this leader reaches PeerID again.
 	PeerReachable
+	// LeaderReady: this replica leads and has applied everything committed
+	// before its term (IsLeader is now true).
+	LeaderReady
 )
 
 // ClusterEvent is a change in the cluster as this replica sees it.
@@ -39,8 +42,10 @@ func (s *Store) WatchCluster(ctx context.Context, fn func(ClusterEvent)) {
 		return false
 	})
 	s.raft.RegisterObserver(obs)
+	ready := s.onReady(ch)
 	go func() {
 		defer s.raft.DeregisterObserver(obs)
+		defer ready()
 		for {
 			select {
 			case <-ctx.Done():
@@ -53,6 +58,8 @@ func (s *Store) WatchCluster(ctx context.Context, fn func(ClusterEvent)) {
 					fn(ClusterEvent{Kind: PeerUnreachable, PeerID: string(d.PeerID)})
 				case raft.ResumedHeartbeatObservation:
 					fn(ClusterEvent{Kind: PeerReachable, PeerID: string(d.PeerID)})
+				case readyObservation:
+					fn(ClusterEvent{Kind: LeaderReady, LeaderID: s.cfg.NodeID})
 				}
 			}
 		}
@@ -77,4 +84,33 @@ func (s *Store) Voter(id string) bool {
 		}
 	}
 	return false
+}
+
+// readyObservation is what notifyReady sends WatchCluster's channels.
+type readyObservation struct{}
+
+// onReady registers ch for LeaderReady; the returned func unregisters it.
+func (s *Store) onReady(ch chan raft.Observation) func() {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if s.readyChs == nil {
+		s.readyChs = map[chan raft.Observation]bool{}
+	}
+	s.readyChs[ch] = true
+	return func() {
+		s.readyMu.Lock()
+		delete(s.readyChs, ch)
+		s.readyMu.Unlock()
+	}
+}
+
+func (s *Store) notifyReady() {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	for ch := range s.readyChs {
+		select {
+		case ch <- raft.Observation{Data: readyObservation{}}:
+		default:
+		}
+	}
 }

@@ -169,6 +169,8 @@ type Store struct {
 
 	readyTerm atomic.Uint64 // the term this replica leads in and has caught up for (IsLeader)
 	nudge     chan struct{} // see nudgeFollowers
+	readyMu   sync.Mutex
+	readyChs  map[chan raft.Observation]bool // WatchCluster\'s, for LeaderReady
 	// bootstrapped: this Open created a new one-node cluster
 	bootstrapped bool
 	shutdown     chan struct{} // closed by Close
@@ -570,6 +572,9 @@ func (s *Store) followLeadership(ch <-chan bool) {
 				if err := s.leaderBarrier(s.cfg.ApplyTimeout); errors.Is(err, raft.ErrRaftShutdown) {
 					return
 				}
+			}
+			if lead && s.IsLeader() {
+				s.notifyReady()
 			}
 		}
 	}

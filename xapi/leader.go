@@ -3,9 +3,11 @@ package xapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/xapi-go/xapi-go/datamodel"
@@ -231,8 +233,13 @@ func (s *Server) failTasksOf(ctx context.Context, host datamodel.HostRef) {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			rep, err := postInternal(cctx, s.auth.PoolSecret(), s.peerURL(o.(*datamodel.HostRecord).Address), pathRunningTasks, nil, nil)
 			cancel()
-			if err == nil {
+			switch {
+			case err == nil:
 				_ = json.Unmarshal(rep.Data, &running)
+			case !refused(err):
+				// slow or cut off, not known to be dead: its tasks may
+				// still finish; look again when it is reachable or gone
+				return
 			}
 		}
 	}
@@ -258,4 +265,10 @@ func (s *Server) voterReplaceAfter() time.Duration {
 		return s.cfg.VoterReplaceAfter
 	}
 	return defaultVoterReplaceAfter
+}
+
+// refused reports a connection refused: nothing listens there (the host's
+// process is gone), as opposed to a host that is slow or cut off.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
 }

@@ -75,7 +75,22 @@ var errPeerUnreachable = errors.New("host unreachable")
 // peerCall makes a XenAPI call (JSON-RPC) on another host and decodes the
 // result into out (if not nil). A XenAPI failure comes back as *datamodel.Error.
 func peerCall(ctx context.Context, url, method string, out any, params ...any) error {
-	res, err := rpc.Invoke(ctx, peerClient, url, method, params...)
+	return peerCallAt(ctx, url, 0, method, out, params...)
+}
+
+// minIndexHeader asks the host that receives a call to apply the database up
+// to this raft index before it runs the call: a call forwarded by the
+// master must see what the master saw.
+const minIndexHeader = "X-Xapi-Go-Min-Index"
+
+// peerCallAt is peerCall for a call that must see the database as of index
+// (0: any).
+func peerCallAt(ctx context.Context, url string, index uint64, method string, out any, params ...any) error {
+	var h http.Header
+	if index > 0 {
+		h = http.Header{minIndexHeader: {strconv.FormatUint(index, 10)}}
+	}
+	res, err := rpc.InvokeWithHeader(ctx, peerClient, url, h, method, params...)
 	var f *rpc.Fault
 	switch {
 	case errors.As(err, &f):

@@ -597,7 +597,10 @@ func (m *poolMessages) EmergencyTransitionToMaster(ctx context.Context, call *Ca
 			return nil
 		}
 		if _, id := s.store.Leader(); id != "" && id != s.store.NodeID() {
-			return s.askForLeadership(ctx, id)
+			// a master that just died is still known for a moment
+			if err := s.askForLeadership(ctx, id); err == nil || !errors.Is(err, errPeerUnreachable) {
+				return err
+			}
 		}
 		if time.Now().After(deadline) {
 			break

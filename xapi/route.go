@@ -202,7 +202,7 @@ func (s *Server) forward(ctx context.Context, m *Method, r *route) (any, error) 
 		if err != nil {
 			return nil, err
 		}
-		err = peerCall(ctx, url, r.method, &raw, append([]any{sess}, r.params...)...)
+		err = peerCallAt(ctx, url, s.store.AppliedIndex(), r.method, &raw, append([]any{sess}, r.params...)...)
 		var de *datamodel.Error
 		if attempt == 0 && errors.As(err, &de) && de.Code == datamodel.CodeSessionInvalid {
 			continue

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,6 +134,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if strings.HasPrefix(r.URL.Path, "/internal/") {
 			internal.ServeHTTP(w, r)
 			return
+		}
+		if v := r.Header.Get(minIndexHeader); v != "" {
+			// a call forwarded by the master: catch up with what it saw
+			if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+				ctx, cancel := context.WithTimeout(r.Context(), masterWait)
+				_ = s.store.WaitApplied(ctx, n)
+				cancel()
+			}
 		}
 		api.ServeHTTP(w, r)
 	})

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xapi-go/xapi-go/backends"
@@ -38,6 +40,9 @@ type vmEditor struct {
 	rec     *datamodel.VMRecord // working copy
 	list    []store.Op
 	touched bool
+	// srDelta is what the batch changes in SRs' accounting: sr →
+	// [virtual_allocation, physical_utilisation] (see chargeSR).
+	srDelta map[string][2]int64
 }
 
 func (s *Server) vmEdit(ref string, rec *datamodel.VMRecord) *vmEditor {
@@ -206,9 +211,10 @@ func newVMMetrics(now time.Time) *datamodel.VMMetricsRecord {
 	return r
 }
 
-// ops returns the batch, with allowed_operations recomputed when the VM
-// record changed.
+// ops returns the batch, with the SR accounting charged by it and
+// allowed_operations recomputed when the VM record changed.
 func (e *vmEditor) ops() []store.Op {
+	e.flushSRCharges()
 	if e.touched {
 		allowed := vmAllowedOperations(e.rec, e.s.vms.features)
 		if !sameOps(allowed, e.rec.AllowedOperations) {
@@ -218,6 +224,38 @@ func (e *vmEditor) ops() []store.Op {
 		e.touched = false
 	}
 	return e.list
+}
+
+// chargeSR adds virt bytes to sr's virtual_allocation and phys bytes to its
+// physical_utilisation (negative: gives them back) in the batch. Charges
+// are summed per SR and written once by ops, so that several writers of one
+// batch (a revert's disks, a suspend image going) do not overwrite each
+// other's figures. No SR_FULL check: callers that can fail check first.
+func (e *vmEditor) chargeSR(sr string, virt, phys int64) {
+	if e.srDelta == nil {
+		e.srDelta = map[string][2]int64{}
+	}
+	d := e.srDelta[sr]
+	d[0] += virt
+	d[1] += phys
+	e.srDelta[sr] = d
+}
+
+func (e *vmEditor) flushSRCharges() {
+	for sr, d := range e.srDelta {
+		o, ok := e.s.store.Get(datamodel.SRClass, sr)
+		if !ok || d == [2]int64{} {
+			continue
+		}
+		r := o.(*datamodel.SRRecord)
+		if d[0] != 0 {
+			e.list = append(e.list, mustSet(datamodel.SRClass, sr, "virtual_allocation", max(0, r.VirtualAllocation+d[0])))
+		}
+		if d[1] != 0 {
+			e.list = append(e.list, mustSet(datamodel.SRClass, sr, "physical_utilisation", max(0, r.PhysicalUtilisation+d[1])))
+		}
+	}
+	e.srDelta = nil
 }
 
 // hostMemoryOp sets host_metrics.memory_free to the backend's free memory.
@@ -354,12 +392,16 @@ func (s *Server) checkHost(host datamodel.HostRef) error {
 	return nil
 }
 
-// startVM places and boots the VM. Placement policy (a one-host pool): the
-// VM goes on this host if the backend's free memory covers its
-// memory_dynamic_max plus the hypervisor overhead, otherwise the start fails
-// with HOST_NOT_ENOUGH_FREE_MEMORY [needed, available] before anything is
-// built.
-func (s *Server) startVM(ctx context.Context, rec *datamodel.VMRecord, paused bool) error {
+// startVM boots the VM on this host (where VM.start's routing placed it, or
+// VM.start_on's host). The host must pass VM.assert_can_boot_here's checks
+// (an error of assertCanBootHere otherwise), and the backend's free memory
+// must cover its memory_dynamic_max plus the hypervisor overhead, otherwise
+// the start fails with HOST_NOT_ENOUGH_FREE_MEMORY [needed, available]
+// before anything is built.
+func (s *Server) startVM(ctx context.Context, ref string, rec *datamodel.VMRecord, paused bool) error {
+	if err := s.assertCanBootHere(ctx, ref, rec, s.hostRef); err != nil {
+		return err
+	}
 	b := s.cfg.Backend
 	spec := s.domainSpec(rec)
 	info, err := b.Host(ctx)
@@ -378,7 +420,7 @@ func (s *Server) startVM(ctx context.Context, rec *datamodel.VMRecord, paused bo
 
 func (m *vmMessages) Start(ctx context.Context, call *Call, vm datamodel.VMRef, startPaused bool, force bool) error {
 	return m.s.vmPowerOperation(ctx, call, vm, datamodel.VMOperationsStart, backends.OpStart, func(ctx context.Context, rec *datamodel.VMRecord) error {
-		return m.s.startVM(ctx, rec, startPaused)
+		return m.s.startVM(ctx, string(vm), rec, startPaused)
 	})
 }
 
@@ -387,7 +429,7 @@ func (m *vmMessages) StartOn(ctx context.Context, call *Call, vm datamodel.VMRef
 		return err
 	}
 	return m.s.vmPowerOperation(ctx, call, vm, datamodel.VMOperationsStartOn, backends.OpStart, func(ctx context.Context, rec *datamodel.VMRecord) error {
-		return m.s.startVM(ctx, rec, startPaused)
+		return m.s.startVM(ctx, string(vm), rec, startPaused)
 	})
 }
 
@@ -471,22 +513,62 @@ func (s *Server) vmStartMemory(rec *datamodel.VMRecord) int64 {
 	return spec.MemoryDynamicMax + s.cfg.Backend.MemoryOverhead(spec)
 }
 
-// assertCanBootHere checks that the VM could start on host: the host is this
-// one (a one-host pool), it has the memory (unless the VM already runs), and
-// every disk's SR is plugged into it (VM_REQUIRES_SR [vm, sr]).
+// assertCanBootHere checks that the VM could start on host, in the order of
+// xapi's Xapi_vm_helpers.assert_can_boot_here:
+//
+//   - the VM is not a template, snapshot or the control domain;
+//   - its basic parameters are sane (validateBootParams);
+//   - the host is live (HOST_NOT_LIVE, no parameters) and enabled
+//     (HOST_DISABLED [host]);
+//   - the host provides the VM's hardware_platform_version
+//     (VM_HOST_INCOMPATIBLE_VIRTUAL_HARDWARE_PLATFORM_VERSION [host,
+//     "[v1; v2]", vm, version]);
+//   - the host sees the SR of every disk and of a suspended VM's image
+//     (VM_REQUIRES_SR [vm, sr]) and has a PIF on the network of every VIF
+//     (VM_REQUIRES_NETWORK [vm, network]; a network without PIFs is an
+//     internal one, available everywhere here);
+//   - an HVM guest needs a host with an "hvm" capability (VM_HVM_REQUIRED [vm]);
+//   - the host has at least VCPUs_max physical CPUs (HOST_NOT_ENOUGH_PCPUS
+//     [vcpus, pcpus]);
+//   - unless the VM already runs, the host has the memory
+//     (HOST_NOT_ENOUGH_FREE_MEMORY [needed, available]).
 func (s *Server) assertCanBootHere(ctx context.Context, ref string, rec *datamodel.VMRecord, host datamodel.HostRef) error {
-	if err := s.checkHost(host); err != nil {
-		return err
+	o, ok := s.store.Get(datamodel.HostClass, string(host))
+	if !ok {
+		return datamodel.ErrHandleInvalid(datamodel.HostClass.Name, string(host))
 	}
+	hrec := o.(*datamodel.HostRecord)
 	if err := checkVMOperable(ref, rec, datamodel.VMOperationsStart); err != nil {
 		return err
 	}
-	for _, vbd := range rec.VBDs {
-		o, ok := s.store.Get(datamodel.VBDClass, string(vbd))
-		if !ok {
-			continue
+	if err := validateBootParams(rec); err != nil {
+		return err
+	}
+	if host != s.hostRef && !s.hostLive(hrec) {
+		return datamodel.ErrHostNotLive()
+	}
+	if !hrec.Enabled {
+		return datamodel.ErrHostDisabled(string(host))
+	}
+	if !slices.Contains(hrec.VirtualHardwarePlatformVersions, rec.HardwarePlatformVersion) {
+		vs := make([]string, len(hrec.VirtualHardwarePlatformVersions))
+		for i, v := range hrec.VirtualHardwarePlatformVersions {
+			vs[i] = strconv.FormatInt(v, 10)
 		}
-		vo, ok := s.store.Get(datamodel.VDIClass, string(o.(*datamodel.VBDRecord).VDI))
+		return datamodel.ErrVMHostIncompatibleVirtualHardwarePlatformVersion(string(host), "["+strings.Join(vs, "; ")+"]",
+			ref, strconv.FormatInt(rec.HardwarePlatformVersion, 10))
+	}
+	var vdis []string
+	for _, vbd := range rec.VBDs {
+		if o, ok := s.store.Get(datamodel.VBDClass, string(vbd)); ok && !o.(*datamodel.VBDRecord).Empty {
+			vdis = append(vdis, string(o.(*datamodel.VBDRecord).VDI))
+		}
+	}
+	if rec.PowerState == datamodel.VMPowerStateSuspended {
+		vdis = append(vdis, string(rec.SuspendVDI))
+	}
+	for _, vdi := range vdis {
+		vo, ok := s.store.Get(datamodel.VDIClass, vdi)
 		if !ok {
 			continue
 		}
@@ -494,6 +576,15 @@ func (s *Server) assertCanBootHere(ctx context.Context, ref string, rec *datamod
 		if !s.srOnHost(sr, host) {
 			return datamodel.ErrVMRequiresSR(ref, sr)
 		}
+	}
+	if net := s.networkMissing(rec, host); net != "" {
+		return datamodel.ErrVMRequiresNetwork(ref, net)
+	}
+	if needsHVM(rec) && !slices.ContainsFunc(hrec.Capabilities, func(c string) bool { return strings.Contains(c, "hvm") }) {
+		return datamodel.ErrVMHVMRequired(ref)
+	}
+	if pcpus := s.hostPCPUs(ctx, host, hrec); pcpus > 0 && rec.VCPUsMax > pcpus {
+		return datamodel.ErrHostNotEnoughPcpus(strconv.FormatInt(rec.VCPUsMax, 10), strconv.FormatInt(pcpus, 10))
 	}
 	if vmPowerState(rec.PowerState).Active() {
 		return nil
@@ -507,6 +598,89 @@ func (s *Server) assertCanBootHere(ctx context.Context, ref string, rec *datamod
 		return datamodel.ErrHostNotEnoughFreeMemory(strconv.FormatInt(needed, 10), strconv.FormatInt(free, 10))
 	}
 	return nil
+}
+
+// validateBootParams is xapi's validate_basic_parameters: VCPUs_max and
+// VCPUs_at_startup at least 1 (INVALID_VALUE [field, value]) and
+// VCPUs_at_startup ≤ VCPUs_max (VALUE_NOT_SUPPORTED [field, value, reason]);
+// memory limits that can be coerced into order (MEMORY_CONSTRAINT_VIOLATION,
+// sent with no parameters as xapi does: static_max ≥ static_min and
+// dynamic_max ≥ dynamic_min); HVM_shadow_multiplier ≥ 1 (INVALID_VALUE);
+// and an actions_after_crash the server can honour (VALUE_NOT_SUPPORTED).
+func validateBootParams(rec *datamodel.VMRecord) error {
+	switch {
+	case rec.VCPUsMax < 1:
+		return datamodel.ErrInvalidValue("VCPUs_max", strconv.FormatInt(rec.VCPUsMax, 10))
+	case rec.VCPUsAtStartup < 1:
+		return datamodel.ErrInvalidValue("VCPUs-at-startup", strconv.FormatInt(rec.VCPUsAtStartup, 10))
+	case rec.VCPUsAtStartup > rec.VCPUsMax:
+		return datamodel.ErrValueNotSupported("VCPUs-at-startup", strconv.FormatInt(rec.VCPUsAtStartup, 10), "value greater than VCPUs-max")
+	case rec.MemoryStaticMax < rec.MemoryStaticMin || rec.MemoryDynamicMax < rec.MemoryDynamicMin:
+		return &datamodel.Error{Code: datamodel.CodeMemoryConstraintViolation, Params: []string{}}
+	case rec.HVMShadowMultiplier < 1:
+		return datamodel.ErrInvalidValue("HVM_shadow_multiplier", ocamlFloat(rec.HVMShadowMultiplier))
+	}
+	const field = "VM.actions_after_crash"
+	switch v := rec.ActionsAfterCrash; v {
+	case datamodel.OnCrashBehaviourRenameRestart:
+		return datamodel.ErrValueNotSupported(field, string(v), "option would leak a domain; VMs and not domains are managed by this API")
+	case datamodel.OnCrashBehaviourCoredumpAndDestroy, datamodel.OnCrashBehaviourCoredumpAndRestart:
+		if needsHVM(rec) {
+			return datamodel.ErrValueNotSupported(field, string(v), "cannot invoke a coredump of an HVM or PV-in-PVH domain")
+		}
+	}
+	return nil
+}
+
+// ocamlFloat formats f as OCaml's string_of_float does ("%.12g", with a
+// trailing "." when that looks like an integer).
+func ocamlFloat(f float64) string {
+	out := strconv.FormatFloat(f, 'g', 12, 64)
+	if !strings.ContainsAny(out, ".eEn") {
+		out += "."
+	}
+	return out
+}
+
+// needsHVM reports whether the VM boots as an HVM or PV-in-PVH guest, which
+// needs a host with hardware virtualisation.
+func needsHVM(rec *datamodel.VMRecord) bool {
+	return isHVM(rec) || rec.DomainType == datamodel.DomainTypePVInPvh
+}
+
+// networkMissing returns the network of one of the VM's VIFs that has PIFs
+// but none on host, or "".
+func (s *Server) networkMissing(rec *datamodel.VMRecord, host datamodel.HostRef) string {
+	for _, vif := range rec.VIFs {
+		vo, ok := s.store.Get(datamodel.VIFClass, string(vif))
+		if !ok {
+			continue
+		}
+		net := string(vo.(*datamodel.VIFRecord).Network)
+		no, ok := s.store.Get(datamodel.NetworkClass, net)
+		if !ok || len(no.(*datamodel.NetworkRecord).PIFs) == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(no.(*datamodel.NetworkRecord).PIFs, func(pif datamodel.PIFRef) bool {
+			p, ok := s.store.Get(datamodel.PIFClass, string(pif))
+			return ok && p.(*datamodel.PIFRecord).Host == host
+		}) {
+			return net
+		}
+	}
+	return ""
+}
+
+// hostPCPUs is the number of physical CPUs VMs can use on host: the
+// backend's count here, cpu_info:cpu_count elsewhere (0: unknown).
+func (s *Server) hostPCPUs(ctx context.Context, host datamodel.HostRef, hrec *datamodel.HostRecord) int64 {
+	if host == s.hostRef && s.cfg.Backend != nil {
+		if info, err := s.cfg.Backend.Host(ctx); err == nil {
+			return int64(info.CPUs)
+		}
+	}
+	n, _ := strconv.ParseInt(hrec.CPUInfo["cpu_count"], 10, 64)
+	return n
 }
 
 // srOnHost reports whether sr has a PBD on host.
@@ -635,9 +809,11 @@ func (e *vmEditor) devicesAttached(active bool) {
 }
 
 // suspendImage gives a suspended VM a suspend VDI (the record of its memory
-// image, sized memory_static_max, on the pool's suspend_image_SR) and removes
-// it when the VM leaves Suspended. The image is not charged to the SR's
-// accounting: other writes of the same batch may charge the SR too.
+// image, sized memory_static_max and fully written, on the pool's
+// suspend_image_SR) and removes it when the VM leaves Suspended. The image
+// is charged to the SR's virtual_allocation and physical_utilisation while
+// it exists (through chargeSR: other writes of the same batch may charge the
+// SR too).
 func (e *vmEditor) suspendImage(suspended bool) {
 	s := e.s
 	cur := string(e.rec.SuspendVDI)
@@ -651,13 +827,17 @@ func (e *vmEditor) suspendImage(suspended bool) {
 		ref := datamodel.NewRef()
 		v := s.newVDI("Suspend image of "+e.rec.NameLabel, e.rec.MemoryStaticMax, datamodel.VDITypeSuspend, sr, "")
 		v.VBDs = []datamodel.VBDRef{}
+		v.PhysicalUtilisation = v.VirtualSize
 		e.list = append(e.list, store.Create(ref, v), mustSetAdd(datamodel.SRClass, sr, "VDIs", datamodel.VDIRef(ref)))
+		e.chargeSR(sr, v.VirtualSize, v.PhysicalUtilisation)
 		e.set("suspend_VDI", datamodel.VDIRef(ref))
 	case !suspended && has:
-		sr := string(old.(*datamodel.VDIRecord).SR)
+		v := old.(*datamodel.VDIRecord)
+		sr := string(v.SR)
 		e.list = append(e.list, store.Delete(datamodel.VDIClass, cur))
 		if _, ok := s.store.Get(datamodel.SRClass, sr); ok {
 			e.list = append(e.list, setRemoveOp(datamodel.SRClass, sr, "VDIs", datamodel.VDIRef(cur)))
+			e.chargeSR(sr, -v.VirtualSize, -v.PhysicalUtilisation)
 		}
 		e.set("suspend_VDI", datamodel.VDIRef(datamodel.NullRef))
 	}

@@ -33,8 +33,11 @@ import (
 //     snapshot; its parent becomes the snapshot.
 //
 // Snapshots of a VM whose snapshot_of VM is gone cannot be reverted here
-// (xapi would re-create the VM): VM_REVERT_FAILED [snapshot, vm]. A snapshot
-// is only a record: the disks' contents are the storage layer's business.
+// (xapi would re-create the VM): VM_REVERT_FAILED [snapshot, vm] (xapi's
+// parameter order, the reverse of the model's). A revert whose hard
+// shutdown of the VM fails fails the same way, as xapi turns any failure
+// but the storage's own into VM_REVERT_FAILED. A snapshot is only a record:
+// the disks' contents are the storage layer's business.
 
 const snapshotPowerStateKey = "power-state-at-snapshot"
 
@@ -256,6 +259,11 @@ func (m *vmMessages) Revert(ctx context.Context, call *Call, snapshot datamodel.
 			if err != nil {
 				return nil, err
 			}
+			// the disks' space goes through e, which also gives back a
+			// suspend image the stop below removes
+			for sr, size := range ops.alloc {
+				e.chargeSR(sr, size, 0)
+			}
 			// the VM's devices are the snapshot's copies from now on (the old
 			// ones are removed by ops), also for the stop's device updates
 			e.set("VBDs", ops.vbds)
@@ -264,7 +272,8 @@ func (m *vmMessages) Revert(ctx context.Context, call *Call, snapshot datamodel.
 			if rec.PowerState != datamodel.VMPowerStateHalted {
 				// like xapi's, a revert under way is not cancellable
 				if err := s.cfg.Backend.Shutdown(context.WithoutCancel(ctx), rec.UUID, false); err != nil {
-					return nil, err
+					// as xapi reports a revert that failed on the way
+					return nil, datamodel.ErrVMRevertFailed(string(snapshot), string(vm))
 				}
 				ops.append(s.liveState(ctx, rec, e)...)
 			}
@@ -288,9 +297,10 @@ func (m *vmMessages) Revert(ctx context.Context, call *Call, snapshot datamodel.
 
 // revertOps are the device writes of a revert.
 type revertOps struct {
-	list []store.Op
-	vbds []datamodel.VBDRef
-	vifs []datamodel.VIFRef
+	list  []store.Op
+	vbds  []datamodel.VBDRef
+	vifs  []datamodel.VIFRef
+	alloc map[string]int64 // SR → change of virtual_allocation
 }
 
 func (r *revertOps) append(ops ...store.Op) *revertOps {
@@ -383,11 +393,11 @@ func (s *Server) revertDeviceOps(rec, snap *datamodel.VMRecord, vm string) (*rev
 			r.append(ops...)
 		}
 	}
-	allocOps, err := s.allocate(alloc)
-	if err != nil {
+	// SR_FULL now; the charge itself is left to the caller's batch
+	if _, err := s.allocate(alloc); err != nil {
 		return nil, err
 	}
-	r.append(allocOps...)
+	r.alloc = alloc
 	return r, nil
 }
 
