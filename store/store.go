@@ -477,12 +477,14 @@ func (s *Store) applyLocal(ctx context.Context, data []byte) (uint64, error) {
 	return f.Index(), nil
 }
 
-// nudgeFollowers tells followers of new commits at once. A follower learns
+// nudgeFollowers tells followers of new commits quickly. A follower learns
 // the commit index from the leader's next AppendEntries, which raft sends
 // when there is a new entry or after CommitTimeout: a lone write would reach
 // other hosts' events and reads 20–40 ms late. After writes commit, the
 // leader appends a barrier entry, whose replication carries the new commit
 // index; writes that commit while a barrier is in flight share the next one.
+// (Waiting a little for a write that would carry it anyway does not pay:
+// Go's timers below a millisecond round up to one on an idle host.)
 func (s *Store) nudgeFollowers() {
 	for {
 		select {
