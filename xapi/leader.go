@@ -65,6 +65,7 @@ func (s *Server) runClusterDuties(ctx context.Context) {
 		case <-tick.C:
 			if leader {
 				s.placeVoters(ctx)
+				s.failTasksOfLongGone(ctx)
 			}
 		}
 	}
@@ -243,6 +244,12 @@ func (s *Server) failTasksOf(ctx context.Context, host datamodel.HostRef) {
 			}
 		}
 	}
+	s.failTasks(ctx, host, running)
+}
+
+// failTasks ends as failed (HOST_OFFLINE [host]) the operation tasks
+// resident on host that are not in running.
+func (s *Server) failTasks(ctx context.Context, host datamodel.HostRef, running []string) {
 	c := datamodel.TaskClass
 	for _, e := range s.store.List(c) {
 		t := e.Obj.(*datamodel.TaskRecord)
@@ -271,4 +278,23 @@ func (s *Server) voterReplaceAfter() time.Duration {
 // process is gone), as opposed to a host that is slow or cut off.
 func refused(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// failTasksOfLongGone ends the operation tasks of hosts unreachable for as
+// long as it takes to move their vote: a host cut off (not known dead) keeps
+// its tasks for a while, but none stays pending for ever.
+func (s *Server) failTasksOfLongGone(ctx context.Context) {
+	s.cluster.mu.Lock()
+	var gone []string
+	for id, since := range s.cluster.unreachable {
+		if time.Since(since) >= s.voterReplaceAfter() {
+			gone = append(gone, id)
+		}
+	}
+	s.cluster.mu.Unlock()
+	for _, id := range gone {
+		if ref, ok := s.store.RefByUUID(datamodel.HostClass, id); ok {
+			s.failTasks(ctx, datamodel.HostRef(ref), nil)
+		}
+	}
 }

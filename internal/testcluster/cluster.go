@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -58,6 +59,7 @@ type Host struct {
 	dataDir string
 	raftAdr raft.ServerAddress
 	hs      *httptest.Server
+	addr    string // the API's listen address, kept across restarts
 	handler atomic.Pointer[http.Handler]
 
 	mu    sync.Mutex
@@ -91,6 +93,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		h.raftAdr = raft.ServerAddress(fmt.Sprintf("raft-%d", i))
 		h.hs = httptest.NewServer(http.HandlerFunc(h.serveHTTP))
 		h.URL = h.hs.URL
+		h.addr = h.hs.Listener.Addr().String()
 		h.auth = xapi.NewMemoryAuth(RootPassword)
 		c.Hosts = append(c.Hosts, h)
 	}
@@ -317,11 +320,25 @@ func (h *Host) stop() {
 	}
 }
 
-// Kill stops h abruptly (as far as the rest of the pool can tell).
-func (h *Host) Kill() { h.stop() }
+// Kill stops h abruptly (as far as the rest of the pool can tell): its API
+// refuses connections, as a dead process's port does.
+func (h *Host) Kill() {
+	h.stop()
+	h.hs.CloseClientConnections()
+	_ = h.hs.Listener.Close()
+}
 
-// Restart starts a killed host again from its data directory.
-func (h *Host) Restart() error { return h.start(false, nil) }
+// Restart starts a killed host again from its data directory, on the same
+// API address.
+func (h *Host) Restart() error {
+	ln, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		return err
+	}
+	h.hs = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(h.serveHTTP)}}
+	h.hs.Start()
+	return h.start(false, nil)
+}
 
 // Up reports whether h runs.
 func (h *Host) Up() bool {
