@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,8 @@ import (
 	"github.com/xapi-go/xapi-go/store"
 	"github.com/xapi-go/xapi-go/xapi"
 	"github.com/xapi-go/xapi-go/xapi/xapitest"
+
+	"github.com/xapi-go/xapi-go/internal/benchload"
 )
 
 const numVMs = 10_000
@@ -130,18 +131,6 @@ func post(c *http.Client, url, ctype string, body []byte) (int64, error) {
 	return n, err
 }
 
-func reportLatencies(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-}
-
 // BenchmarkGetAllRecordsVM measures VM.get_all_records over 10,000 VMs from a
 // loopback client, over XML-RPC and JSON-RPC (targets: p99 ≤ 100 ms XML, ≤ 60 ms JSON).
 func BenchmarkGetAllRecordsVM(b *testing.B) {
@@ -175,7 +164,7 @@ func BenchmarkGetAllRecordsVM(b *testing.B) {
 			}
 			b.StopTimer()
 			runtime.ReadMemStats(&ms1)
-			reportLatencies(b, lat)
+			benchload.ReportPercentiles(b, lat)
 			b.ReportMetric(float64(bytesOut)/1e6, "MB/resp")
 			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N)/numVMs, "allocs/record")
 			b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N)/1e6, "MB-alloc/op")
@@ -269,7 +258,7 @@ func BenchmarkSetNameLabelDisk(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	reportLatencies(b, lat)
+	benchload.ReportPercentiles(b, lat)
 }
 
 // BenchmarkMemoryPerVM reports the resident memory of a server holding 10,000

@@ -34,9 +34,10 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xapi-go/xapi-go/internal/benchload"
 )
 
 const (
@@ -219,7 +220,7 @@ func BenchmarkEtcd3Write1Client(b *testing.B) {
 		}
 		lat = append(lat, time.Since(start))
 	}
-	reportLatencies(b, lat)
+	benchload.ReportPercentiles(b, lat)
 	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "writes/s")
 	b.ReportMetric(etcdValueSize, "value-bytes")
 }
@@ -247,42 +248,8 @@ func BenchmarkEtcd3Write64Clients(b *testing.B) {
 		return
 	}
 
-	jobs := make(chan int)
-	lats := make([][]time.Duration, clients)
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Bool
-	)
-	for k := range clients {
-		key := fmt.Sprintf("bench/client-%02d", k)
-		wg.Go(func() {
-			for i := range jobs {
-				if failed.Load() {
-					continue
-				}
-				body := etcdPutBody(key, i)
-				start := time.Now()
-				if err := etcdPut(c, url, body); err != nil {
-					failed.Store(true)
-					b.Error(err)
-					continue
-				}
-				lats[k] = append(lats[k], time.Since(start))
-			}
-		})
-	}
-	start := time.Now()
-	for i := 0; b.Loop(); i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	elapsed := time.Since(start)
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	reportLatencies(b, all)
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "writes/s")
+	benchload.Writes(b, clients, func(k, i int) error {
+		return etcdPut(c, url, etcdPutBody(fmt.Sprintf("bench/client-%02d", k), i))
+	})
 	b.ReportMetric(etcdValueSize, "value-bytes")
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/xapi-go/xapi-go/backends/sim"
 	"github.com/xapi-go/xapi-go/xapi/xapitest"
+
+	"github.com/xapi-go/xapi-go/internal/benchload"
 )
 
 // jsonClient is a JSON-RPC client on one keep-alive connection.
@@ -220,5 +222,5 @@ func BenchmarkVMStartHTTP(b *testing.B) {
 		b.StartTimer()
 	}
 	b.StopTimer()
-	reportLatencies(b, lat)
+	benchload.ReportPercentiles(b, lat)
 }

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/xapi-go/xapi-go/datamodel"
+
+	"github.com/xapi-go/xapi-go/internal/benchload"
 )
 
 // BenchmarkApplySetField measures one Set op through raft on a one-node store
@@ -35,7 +36,7 @@ func BenchmarkApplySetField(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	reportPercentiles(b, lat)
+	benchload.ReportPercentiles(b, lat)
 }
 
 // BenchmarkApplySetFieldParallel is the same with concurrent writers (raft
@@ -58,18 +59,6 @@ func BenchmarkApplySetFieldParallel(b *testing.B) {
 			}
 		}
 	})
-}
-
-func reportPercentiles(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	at := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(at(0.50), "p50-ms")
-	b.ReportMetric(at(0.99), "p99-ms")
 }
 
 func fill10k(b *testing.B) (*Store, *datamodel.Class) {

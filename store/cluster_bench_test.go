@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"github.com/xapi-go/xapi-go/datamodel"
+
+	"github.com/xapi-go/xapi-go/internal/benchload"
 )
 
 // clusterValueSize is the size of the name_label the write benchmarks set.
@@ -164,7 +166,7 @@ func BenchmarkClusterWrite1Client(b *testing.B) {
 		}
 		lat = append(lat, time.Since(start))
 	}
-	reportPercentiles(b, lat)
+	benchload.ReportPercentiles(b, lat)
 	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "writes/s")
 	b.ReportMetric(clusterValueSize, "value-bytes")
 }
@@ -181,47 +183,14 @@ func BenchmarkClusterWrite64Clients(b *testing.B) {
 	refs := createVMs(b, leader, clients)
 	ctx := context.Background()
 
-	jobs := make(chan int)
-	lats := make([][]time.Duration, clients)
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Bool
-	)
-	for c := range clients {
-		wg.Go(func() {
-			for i := range jobs {
-				if failed.Load() {
-					continue
-				}
-				op, err := Set(vm, refs[c], "name_label", benchValue(i))
-				if err != nil {
-					failed.Store(true)
-					b.Error(err)
-					continue
-				}
-				start := time.Now()
-				if _, err := leader.Apply(ctx, op); err != nil {
-					failed.Store(true)
-					b.Error(err)
-					continue
-				}
-				lats[c] = append(lats[c], time.Since(start))
-			}
-		})
-	}
-	start := time.Now()
-	for i := 0; b.Loop(); i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	elapsed := time.Since(start)
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	reportPercentiles(b, all)
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "writes/s")
+	benchload.Writes(b, clients, func(c, i int) error {
+		op, err := Set(vm, refs[c], "name_label", benchValue(i))
+		if err != nil {
+			return err
+		}
+		_, err = leader.Apply(ctx, op)
+		return err
+	})
 	b.ReportMetric(clusterValueSize, "value-bytes")
 }
 
@@ -275,7 +244,7 @@ func BenchmarkFollowerApplyLag(b *testing.B) {
 			b.Fatalf("follower did not apply index %d within 30 s", idx)
 		}
 	}
-	reportPercentiles(b, lag)
+	benchload.ReportPercentiles(b, lag)
 }
 
 // countingHandler passes records on to h and counts those whose message

@@ -24,11 +24,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/xapi-go/xapi-go/internal/benchload"
 )
 
 const poolValueSize = 64
@@ -102,20 +102,6 @@ func writeBenchPool(b *testing.B, n int) (*cluster, int, string, []string) {
 	return c, m, sess, nets
 }
 
-// reportLatencies reports p50-ms and p99-ms of lat (sorted in place) as
-// bench.reportLatencies does.
-func reportLatencies(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-}
-
 // BenchmarkPoolWrite1Client: one client, sequential writes through the master.
 func BenchmarkPoolWrite1Client(b *testing.B) {
 	c, m, sess, nets := writeBenchPool(b, 1)
@@ -134,7 +120,7 @@ func BenchmarkPoolWrite1Client(b *testing.B) {
 		}
 		lat = append(lat, time.Since(start))
 	}
-	reportLatencies(b, lat)
+	benchload.ReportPercentiles(b, lat)
 	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "writes/s")
 	b.ReportMetric(poolValueSize, "value-bytes")
 }
@@ -160,42 +146,10 @@ func BenchmarkPoolWrite64Clients(b *testing.B) {
 	if b.Failed() {
 		return
 	}
-	jobs := make(chan int)
-	lats := make([][]time.Duration, clients)
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Bool
-	)
-	for k := range clients {
-		wg.Go(func() {
-			for i := range jobs {
-				if failed.Load() {
-					continue
-				}
-				v := poolValue(k, i)
-				start := time.Now()
-				if _, err := rpcCall(hc, url, "network.set_name_description", sess, nets[k], v); err != nil {
-					failed.Store(true)
-					b.Error(err)
-					continue
-				}
-				lats[k] = append(lats[k], time.Since(start))
-			}
-		})
-	}
-	start := time.Now()
-	for i := 0; b.Loop(); i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	elapsed := time.Since(start)
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	reportLatencies(b, all)
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "writes/s")
+	benchload.Writes(b, clients, func(k, i int) error {
+		_, err := rpcCall(hc, url, "network.set_name_description", sess, nets[k], poolValue(k, i))
+		return err
+	})
 	b.ReportMetric(poolValueSize, "value-bytes")
 }
 
@@ -302,7 +256,7 @@ func BenchmarkPoolEventLatency(b *testing.B) {
 		}
 	}
 	stop()
-	reportLatencies(b, lat)
+	benchload.ReportPercentiles(b, lat)
 	b.ReportMetric(float64(early)/float64(max(1, len(lat))), "early-frac")
 	wg.Wait()
 }
