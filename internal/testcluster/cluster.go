@@ -60,6 +60,7 @@ type Host struct {
 	raftAdr raft.ServerAddress
 	hs      *httptest.Server
 	addr    string // the API's listen address, kept across restarts
+	frozen  atomic.Pointer[chan struct{}]
 	handler atomic.Pointer[http.Handler]
 
 	mu    sync.Mutex
@@ -146,6 +147,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 func (h *Host) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if ch := h.frozen.Load(); ch != nil {
+		// a silent host: the request hangs until it thaws or gives up
+		select {
+		case <-*ch:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	p := h.handler.Load()
 	if p == nil && strings.HasPrefix(r.URL.Path, "/internal/") {
 		// a host that is (re)starting; a dead process would refuse the
@@ -552,4 +561,21 @@ func (h *Host) Dump(classes ...*datamodel.Class) map[string]string {
 		}
 	}
 	return out
+}
+
+// Freeze makes h silent without killing it: its raft links are cut and its
+// API accepts connections but does not answer, like a host behind a dead
+// network. Thaw undoes it.
+func (h *Host) Freeze() {
+	ch := make(chan struct{})
+	h.frozen.Store(&ch)
+	h.c.Partition([]*Host{h}, h.c.Others(h))
+}
+
+// Thaw ends Freeze.
+func (h *Host) Thaw() {
+	if ch := h.frozen.Swap(nil); ch != nil {
+		close(*ch)
+	}
+	h.c.Heal()
 }

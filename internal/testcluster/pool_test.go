@@ -703,3 +703,45 @@ func expectNameEverywhere(t *testing.T, c *Cluster, vm, name string) {
 		}
 	}
 }
+
+func TestTasksOfASilentMasterEnd(t *testing.T) {
+	c := New(t, Options{Hosts: 3})
+	old := c.Leader()
+	s, _ := old.Login()
+	vm := newVM(t, old, s, "hangs")
+	old.Sim().HangNext("start")
+	task := mustCall(t, old, "Async.VM.start", s, vm, false, false).(string)
+	time.Sleep(50 * time.Millisecond)
+	old.Freeze()
+	defer old.Thaw()
+	frozen := time.Now()
+	var nl *Host
+	for deadline := time.Now().Add(15 * time.Second); nl == nil; {
+		for _, h := range c.Others(old) {
+			if h.Store().IsLeader() {
+				nl = h
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	leaderAt := time.Now()
+	// the silent host might still run the task: it is kept a while, then
+	// ended (VoterReplaceAfter is 2 s in test clusters)
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		if st := mustCall(t, nl, "task.get_status", s, task); st == "failure" {
+			t.Logf("new leader after %v, task ended after %v", leaderAt.Sub(frozen), time.Since(frozen))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the silent master's task is still pending")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ei := mustCall(t, nl, "task.get_error_info", s, task).([]any); ei[0] != "HOST_OFFLINE" {
+		t.Fatalf("error_info %v", ei)
+	}
+}
