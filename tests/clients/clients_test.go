@@ -32,6 +32,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xapi-go/xapi-go/internal/clientenv"
+	"github.com/xapi-go/xapi-go/rpc"
 )
 
 const (
@@ -47,51 +50,6 @@ func repoRoot(t *testing.T) string {
 		t.Fatal("cannot locate the test source")
 	}
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-}
-
-func required() bool { return os.Getenv("XAPI_CLIENT_TESTS_REQUIRED") != "" }
-
-// missing skips the test, or fails it when the clients are required.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if required() {
-		t.Fatalf("%s (XAPI_CLIENT_TESTS_REQUIRED is set, so this is a failure)", msg)
-	}
-	t.Skipf("%s; skipping (set XAPI_CLIENT_TESTS_REQUIRED=1 to make this a failure)", msg)
-}
-
-// findPython returns an interpreter that can import os_xenapi's XenAPI, or ""
-// and why not. Debian installs python3-os-xenapi for /usr/bin/python3, which a
-// pyenv or virtualenv python3 earlier in PATH cannot see, so that one is tried
-// first.
-func findPython() (string, string) {
-	var candidates []string
-	if p := os.Getenv("XAPI_PYTHON"); p != "" {
-		candidates = append(candidates, p)
-	}
-	candidates = append(candidates, "/usr/bin/python3")
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, p := range candidates {
-		if err := exec.Command(p, "-c", "from os_xenapi.client import XenAPI").Run(); err == nil {
-			return p, ""
-		}
-	}
-	return "", fmt.Sprintf("no python3 can import os_xenapi.client.XenAPI (tried %s): apt-get install python3-os-xenapi", strings.Join(candidates, ", "))
-}
-
-// findNode returns node if tests/clients/node_modules has xen-api, or "" and why not.
-func findNode(dir string) (string, string) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return "", "node is not installed"
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "xen-api", "package.json")); err != nil {
-		return "", "npm package xen-api is not installed: run `npm ci --prefix tests/clients`"
-	}
-	return node, ""
 }
 
 // xapidBinary builds cmd/xapid into a temporary directory (or uses XAPID_BIN).
@@ -236,38 +194,10 @@ func tail(s string, lines int) string {
 // jsonCall makes one JSON-RPC 2.0 call and returns the result, or an error
 // for a transport problem or an API failure.
 func jsonCall(baseURL, method string, params ...any) (json.RawMessage, error) {
-	if params == nil {
-		params = []any{}
-	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Post(baseURL+"/jsonrpc", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %s: %s", resp.Status, b)
-	}
-	var r struct {
-		Result json.RawMessage `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("bad JSON-RPC reply %q: %w", b, err)
-	}
-	if r.Error != nil {
-		return nil, fmt.Errorf("%s %v", r.Error.Message, r.Error.Data)
-	}
-	return r.Result, nil
+	return rpc.Invoke(context.Background(), jsonClient, baseURL, method, params...)
 }
+
+var jsonClient = &http.Client{Timeout: 10 * time.Second}
 
 // runClient runs a client script, logging its output, and fails on a non-zero exit.
 func runClient(t *testing.T, dir string, name string, args ...string) {
@@ -300,10 +230,10 @@ func certSHA256(t *testing.T, httpsURL string) string {
 
 func TestRealClients(t *testing.T) {
 	dir := filepath.Join(repoRoot(t), "tests", "clients")
-	python, noPython := findPython()
-	node, noNode := findNode(dir)
+	python, noPython := clientenv.Python()
+	node, noNode := clientenv.Node(dir)
 	if python == "" && node == "" {
-		missing(t, "%s; %s", noPython, noNode)
+		clientenv.Missing(t, noPython+"; "+noNode)
 	}
 	bin := xapidBinary(t, repoRoot(t))
 	dataDir := t.TempDir()
@@ -311,7 +241,7 @@ func TestRealClients(t *testing.T) {
 
 	t.Run("XenAPI.py", func(t *testing.T) {
 		if python == "" {
-			missing(t, "%s", noPython)
+			clientenv.Missing(t, noPython)
 		}
 		// The schema's public fields and types, to check every record against.
 		fields := filepath.Join(t.TempDir(), "schema-fields.json")
@@ -326,13 +256,13 @@ func TestRealClients(t *testing.T) {
 	})
 	t.Run("xen-api/http", func(t *testing.T) {
 		if node == "" {
-			missing(t, "%s", noNode)
+			clientenv.Missing(t, noNode)
 		}
 		runClient(t, dir, node, "xenapi_npm.mjs", d.HTTPURL, rootUser, rootPassword, "json-rpc", "xml-rpc", "auto")
 	})
 	t.Run("xen-api/https", func(t *testing.T) {
 		if node == "" {
-			missing(t, "%s", noNode)
+			clientenv.Missing(t, noNode)
 		}
 		runClient(t, dir, node, "xenapi_npm.mjs", d.HTTPSURL, rootUser, rootPassword, "json-rpc", "xml-rpc")
 	})
@@ -342,19 +272,19 @@ func TestRealClients(t *testing.T) {
 	// 10,000 changes made by another client, and callAsync reports results.
 	t.Run("XenAPI.py/events", func(t *testing.T) {
 		if python == "" {
-			missing(t, "%s", noPython)
+			clientenv.Missing(t, noPython)
 		}
 		runClient(t, dir, python, "xenapi_events.py", d.HTTPURL, rootUser, rootPassword)
 	})
 	t.Run("xen-api/events/json-rpc", func(t *testing.T) {
 		if node == "" {
-			missing(t, "%s", noNode)
+			clientenv.Missing(t, noNode)
 		}
 		runClient(t, dir, node, "xenapi_events.mjs", d.HTTPURL, rootUser, rootPassword, "10000", "json-rpc")
 	})
 	t.Run("xen-api/events/xml-rpc", func(t *testing.T) {
 		if node == "" {
-			missing(t, "%s", noNode)
+			clientenv.Missing(t, noNode)
 		}
 		runClient(t, dir, node, "xenapi_events.mjs", d.HTTPURL, rootUser, rootPassword, "2000", "xml-rpc")
 	})
@@ -365,19 +295,19 @@ func TestRealClients(t *testing.T) {
 	// xen-api's object cache must show each power state after barrier().
 	t.Run("XenAPI.py/vm", func(t *testing.T) {
 		if python == "" {
-			missing(t, "%s", noPython)
+			clientenv.Missing(t, noPython)
 		}
 		runClient(t, dir, python, "xenapi_vm.py", d.HTTPURL, rootUser, rootPassword)
 	})
 	t.Run("xen-api/vm", func(t *testing.T) {
 		if node == "" {
-			missing(t, "%s", noNode)
+			clientenv.Missing(t, noNode)
 		}
 		runClient(t, dir, node, "xenapi_vm.mjs", d.HTTPURL, rootUser, rootPassword, "json-rpc")
 	})
 	t.Run("xen-api/vm/xml-rpc", func(t *testing.T) {
 		if node == "" {
-			missing(t, "%s", noNode)
+			clientenv.Missing(t, noNode)
 		}
 		runClient(t, dir, node, "xenapi_vm.mjs", d.HTTPURL, rootUser, rootPassword, "xml-rpc")
 	})

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xapi-go/xapi-go/internal/clientenv"
 )
 
 // clientsDir is tests/clients.
@@ -40,48 +42,6 @@ func clientsDir(t *testing.T) string {
 		t.Fatal("cannot locate the test source")
 	}
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "clients"))
-}
-
-// cliMissing skips the test, or fails it when XAPI_CLIENT_TESTS_REQUIRED is set.
-func cliMissing(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("XAPI_CLIENT_TESTS_REQUIRED") != "" {
-		t.Fatalf("%s (XAPI_CLIENT_TESTS_REQUIRED is set, so this is a failure)", why)
-	}
-	t.Skipf("%s; skipping (set XAPI_CLIENT_TESTS_REQUIRED=1 to make this a failure)", why)
-}
-
-// cliFindNode returns node if tests/clients/node_modules has xen-api, or ""
-// and why not.
-func cliFindNode(dir string) (string, string) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return "", "node is not installed"
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "xen-api", "package.json")); err != nil {
-		return "", "npm package xen-api is not installed: run `npm ci --prefix tests/clients`"
-	}
-	return node, ""
-}
-
-// cliFindPython returns an interpreter that can import os_xenapi's XenAPI,
-// or "" and why not (/usr/bin/python3 first: Debian's package is installed
-// for it, not for a pyenv or virtualenv python3 earlier in PATH).
-func cliFindPython() (string, string) {
-	var candidates []string
-	if p := os.Getenv("XAPI_PYTHON"); p != "" {
-		candidates = append(candidates, p)
-	}
-	candidates = append(candidates, "/usr/bin/python3")
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, p := range candidates {
-		if err := exec.Command(p, "-c", "from os_xenapi.client import XenAPI").Run(); err == nil {
-			return p, ""
-		}
-	}
-	return "", fmt.Sprintf("no python3 can import os_xenapi.client.XenAPI (tried %s): apt-get install python3-os-xenapi", strings.Join(candidates, ", "))
 }
 
 // cliScript is a client script talking with the test over lines on its
@@ -388,9 +348,9 @@ func (w *poolWriter) statsString() string {
 // pool before, during and after the failover and restarts the old master.
 func TestNpmXenAPIFailover(t *testing.T) {
 	dir := clientsDir(t)
-	node, why := cliFindNode(dir)
+	node, why := clientenv.Node(dir)
 	if node == "" {
-		cliMissing(t, why)
+		clientenv.Missing(t, why)
 	}
 	t0 := time.Now()
 	c := newCluster(t, 3)
@@ -551,9 +511,9 @@ func TestNpmXenAPIFailover(t *testing.T) {
 // taken before the kill.
 func TestXenAPIPyHostIsSlave(t *testing.T) {
 	dir := clientsDir(t)
-	python, why := cliFindPython()
+	python, why := clientenv.Python()
 	if python == "" {
-		cliMissing(t, why)
+		clientenv.Missing(t, why)
 	}
 	t0 := time.Now()
 	c := newCluster(t, 3)

@@ -17,11 +17,9 @@ package pool_test
 // 2000x) if run on its own.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -29,6 +27,7 @@ import (
 	"time"
 
 	"github.com/xapi-go/xapi-go/internal/benchload"
+	"github.com/xapi-go/xapi-go/rpc"
 )
 
 const poolValueSize = 64
@@ -47,30 +46,7 @@ func benchClient() *http.Client {
 
 // rpcCall is call() over the given HTTP client; it returns the result.
 func rpcCall(hc *http.Client, url, method string, params ...any) (json.RawMessage, error) {
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	resp, err := hc.Post(url+"/jsonrpc", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
-		Result json.RawMessage `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: HTTP %s: bad JSON-RPC reply %q", method, resp.Status, b)
-	}
-	if r.Error != nil {
-		return nil, &fault{Code: r.Error.Message, Params: r.Error.Data}
-	}
-	return r.Result, nil
+	return rpc.Invoke(context.Background(), hc, url, method, params...)
 }
 
 // poolValue is value i of client k, poolValueSize bytes.
