@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/hashicorp/raft"
 )
 
@@ -50,13 +51,20 @@ const (
 // transaction of many entries does not hit badger's batch size limit.
 const badgerValueThreshold = 64 << 10
 
+// openBadgerStore opens the raft log and stable store. The log is short-lived
+// (entries go once a snapshot covers them), so it is tuned for a small
+// resident footprint rather than disk size: 8 MiB memtables, 1 MiB base
+// tables (badger's table builders keep buffers twice a table's size) and no
+// block compression (its buffers cost more memory than the disk it saves).
 func openBadgerStore(dir string, log *slog.Logger, gcInterval time.Duration) (*badgerStore, error) {
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithLogger(badgerLogger{log}).
 		WithNumVersionsToKeep(1).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
+		WithCompression(options.None).
+		WithBaseTableSize(1 << 20).
 		WithValueThreshold(badgerValueThreshold).
 		WithValueLogFileSize(128 << 20).
 		WithBlockCacheSize(16 << 20).

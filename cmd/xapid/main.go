@@ -21,6 +21,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+
+	"github.com/xapi-go/xapi-go/internal/memtune"
 )
 
 // command is one subcommand of xapid.
@@ -71,6 +73,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, o.LogLevel)
+	memtune.Start(memtune.Default)
 	if err := serve(ctx, o, log, stderr); err != nil {
 		log.Error("xapid failed", "err", err)
 		return 1
