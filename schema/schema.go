@@ -110,6 +110,7 @@ type Class struct {
 	DefaultRole  string     `json:"default_role"`
 	ImplicitRole string     `json:"implicit_role"`
 	State        string     `json:"state"`
+	Releases     *Releases  `json:"releases,omitempty"`
 	Fields       []*Field   `json:"fields"`
 	Messages     []*Message `json:"messages"` // explicit (custom) messages only
 }
@@ -128,6 +129,7 @@ type Field struct {
 	SetRole      string          `json:"set_role"`
 	MapKeyRoles  []MapKeyRole    `json:"map_key_roles,omitempty"`
 	State        string          `json:"state"`
+	Releases     *Releases       `json:"releases,omitempty"`
 	CtorRequired bool            `json:"ctor_required,omitempty"`
 }
 
@@ -147,22 +149,34 @@ type MapKeyRole struct {
 
 // Message is one message of a class.
 type Message struct {
-	Name         string   `json:"name"`
-	Params       []Param  `json:"params"` // without session_id
-	Result       string   `json:"result,omitempty"`
-	Errors       []string `json:"errors,omitempty"`
-	Async        bool     `json:"async,omitempty"`
-	NoSession    bool     `json:"no_session,omitempty"`
-	Role         string   `json:"role"`
-	Hidden       bool     `json:"hidden,omitempty"`
-	PoolInternal bool     `json:"pool_internal,omitempty"`
-	State        string   `json:"state"`
-	Custom       bool     `json:"custom_marshaller,omitempty"`
+	Name         string    `json:"name"`
+	Params       []Param   `json:"params"` // without session_id
+	Result       string    `json:"result,omitempty"`
+	Errors       []string  `json:"errors,omitempty"`
+	Async        bool      `json:"async,omitempty"`
+	NoSession    bool      `json:"no_session,omitempty"`
+	Role         string    `json:"role"`
+	Hidden       bool      `json:"hidden,omitempty"`
+	PoolInternal bool      `json:"pool_internal,omitempty"`
+	State        string    `json:"state"`
+	Releases     *Releases `json:"releases,omitempty"`
+	Custom       bool      `json:"custom_marshaller,omitempty"`
 
 	// Set on derived implicit messages only.
 	Implicit string `json:"-"` // getter, setter, add, remove, add_to, remove_from, get_record, ...
 	Field    *Field `json:"-"`
 	Class    *Class `json:"-"`
+}
+
+// Releases records in which product release (by code name, e.g. "rio")
+// an item went through each lifecycle step; State is where it stands now.
+type Releases struct {
+	Prototyped string   `json:"prototyped,omitempty"`
+	Published  string   `json:"published,omitempty"`
+	Changed    []string `json:"changed,omitempty"`
+	Extended   []string `json:"extended,omitempty"`
+	Deprecated string   `json:"deprecated,omitempty"`
+	Removed    string   `json:"removed,omitempty"`
 }
 
 // Param is one message parameter.

@@ -294,9 +294,6 @@ func (s *Server) dispatch(ctx context.Context, rc *rpc.Call) (rpc.Response, erro
 	}
 	total := len(m.Params)
 	if received < m.required || (m.required == total && received != total) {
-		if received < 0 {
-			received = 0
-		}
 		return rpc.Response{}, countMismatch(m.Name, m.required, received)
 	}
 	call := &Call{Server: s, Method: m, Session: datamodel.SessionRef(datamodel.NullRef), Task: datamodel.TaskRef(datamodel.NullRef), UserAgent: rc.UserAgent, RemoteAddr: rc.RemoteAddr}

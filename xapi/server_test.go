@@ -56,6 +56,11 @@ func TestLoginAndErrors(t *testing.T) {
 	if !strings.HasPrefix(s, "OpaqueRef:") || len(s) != len("OpaqueRef:")+36 {
 		t.Fatalf("session ref %q", s)
 	}
+	vms, e := jsonCall(t, srv.URL, "VM.get_all", s)
+	if e != nil || len(vms.([]any)) == 0 {
+		t.Fatalf("VM.get_all: %v %v", vms, e)
+	}
+	vm := vms.([]any)[0].(string)
 	tests := []struct {
 		name   string
 		method string
@@ -64,6 +69,9 @@ func TestLoginAndErrors(t *testing.T) {
 	}{
 		{"bad password", "session.login_with_password", []any{"root", "nope"}, []string{"SESSION_AUTHENTICATION_FAILED", "root", "Authentication failure"}},
 		{"count mismatch", "session.login_with_password", []any{"root"}, []string{"MESSAGE_PARAMETER_COUNT_MISMATCH", "session.login_with_password", "2", "1"}},
+		// received counts the params after the session: -1 when even that is missing, as xapi sends it
+		{"no params at all", "VM.get_all", []any{}, []string{"MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_all", "0", "-1"}},
+		{"unknown enum value", "VM.set_actions_after_crash", []any{s, vm, "explode"}, []string{"INVALID_VALUE", "value", "explode"}},
 		{"bad session", "VM.get_all", []any{"OpaqueRef:nope"}, []string{"SESSION_INVALID", "OpaqueRef:nope"}},
 		{"unknown method", "VM.frobnicate", []any{s}, []string{"MESSAGE_METHOD_UNKNOWN", "VM.frobnicate"}},
 		{"unknown method bad session", "VM.frobnicate", []any{"x"}, []string{"SESSION_INVALID", "x"}},

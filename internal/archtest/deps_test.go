@@ -1,4 +1,3 @@
-// Package archtest checks the dependency rules of docs/ARCHITECTURE.md.
 package archtest
 
 import (

@@ -1,6 +1,3 @@
-// Package schemaimport turns the reference XenAPI data model (the facts extracted
-// from upstream's IDL) into xapi-go's own schema format, keeping names, types,
-// qualifiers, defaults and roles and dropping all descriptive prose.
 package schemaimport
 
 import (
@@ -49,7 +46,17 @@ func (t *refTypeTree) ours() (string, error) {
 }
 
 type refLifecycle struct {
-	State string `json:"state"`
+	State   string          `json:"state"`
+	Summary schema.Releases `json:"summary"`
+}
+
+// releases is the lifecycle's release summary, or nil when it is empty.
+func (l refLifecycle) releases() *schema.Releases {
+	r := l.Summary
+	if r.Prototyped == "" && r.Published == "" && r.Deprecated == "" && r.Removed == "" && len(r.Changed) == 0 && len(r.Extended) == 0 {
+		return nil
+	}
+	return &r
 }
 
 type refField struct {
@@ -243,7 +250,7 @@ func Import(ref []byte) (*schema.Model, error) {
 			Name: rc.Name, InDatabase: rc.InDatabase, Persist: rc.Persist == "PersistEverything",
 			Events: rc.GenEvents, GetAll: getAll[rc.Name], CtorDtor: rc.GenCtorDtor,
 			DefaultRole: role(rc.DefaultMinRole, false), ImplicitRole: role(rc.ImplicitMinRole, false),
-			State: state(rc.Lifecycle.State),
+			State: state(rc.Lifecycle.State), Releases: rc.Lifecycle.releases(),
 		}
 		if len(rc.DefaultRoles) == 0 {
 			c.DefaultRole = "local-root-only"
@@ -260,7 +267,7 @@ func Import(ref []byte) (*schema.Model, error) {
 			f := &schema.Field{
 				Name: rf.Name, Type: t, Qualifier: rf.Qualifier, Internal: rf.InternalOnly,
 				Persist: rf.Persist, IgnoreFK: rf.IgnoreFK, GetRole: fieldRole(rf.GetterRole),
-				SetRole: fieldRole(rf.SetterRole), State: state(rf.Lifecycle.State),
+				SetRole: fieldRole(rf.SetterRole), State: state(rf.Lifecycle.State), Releases: rf.Lifecycle.releases(),
 				CtorRequired: required[rf.Name],
 			}
 			if len(rf.NamespacePath) > 1 {
@@ -281,7 +288,7 @@ func Import(ref []byte) (*schema.Model, error) {
 			msg := &schema.Message{
 				Name: rm.Name, Errors: rm.Errors, Async: rm.Async, NoSession: !rm.Session,
 				Role: role(rm.MinRole, rm.ClientCert), Hidden: rm.HideFromDocs, PoolInternal: rm.PoolInternal,
-				State: state(rm.Lifecycle.State), Custom: rm.CustomMarshal,
+				State: state(rm.Lifecycle.State), Releases: rm.Lifecycle.releases(), Custom: rm.CustomMarshal,
 			}
 			if len(rm.AllowedRoles) == 0 {
 				msg.Role = "local-root-only"

@@ -1,0 +1,2 @@
+// Package archtest checks the dependency rules of docs/ARCHITECTURE.md.
+package archtest
