@@ -75,9 +75,12 @@ type Server struct {
 	hostRef datamodel.HostRef
 	poolRef datamodel.PoolRef
 	tasks   runningTasks
-	events  *eventHub
-	vms     vmRuntime
-	cluster clusterState
+	// taskProbation holds the progress of pending tasks past the pending
+	// timeout at the last task GC; one that has not moved since is hung.
+	taskProbation map[string]float64
+	events        *eventHub
+	vms           vmRuntime
+	cluster       clusterState
 	// peerSessions are pool sessions on other hosts, for forwarded calls
 	peerSessions poolSessions
 	local        localSessions

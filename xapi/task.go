@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sort"
 	"sync"
 	"time"
 
@@ -12,9 +13,17 @@ import (
 	"github.com/xapi-go/xapi-go/store"
 )
 
-// taskRetention is how long a finished task is kept when nobody destroys it
-// (xapi keeps completed tasks about an hour; clients usually destroy them).
-const taskRetention = 65 * time.Minute
+// Task garbage collection, with xapi's limits (xapi_globs: completed_task_timeout,
+// pending_task_timeout, max_tasks).
+const (
+	// taskRetention is how long a finished task is kept when nobody destroys it.
+	taskRetention = 65 * time.Minute
+	// pendingTaskTimeout is the age after which a pending task whose progress
+	// has not moved between two collections is considered hung and removed.
+	pendingTaskTimeout = 24 * time.Hour
+	// maxYoungTasks bounds the tasks kept; beyond it the oldest finished ones go.
+	maxYoungTasks = 200
+)
 
 // runningTasks maps the tasks running on this host to their cancel functions.
 type runningTasks struct {
@@ -98,12 +107,15 @@ func (s *Server) startAsync(ctx context.Context, call *Call, args []any) (datamo
 	s.goBackground(func(bg context.Context) {
 		out, err := s.run(tctx, call, args)
 		cancelled := tctx.Err() != nil && bg.Err() == nil
-		s.tasks.remove(ref)
-		cancel()
 		if cancelled && (err == nil || errors.Is(err, context.Canceled)) {
 			err = datamodel.ErrTaskCancelled(ref)
 		}
+		// The task leaves the running set only once its outcome is recorded:
+		// a task.cancel meanwhile finds it running (and is too late to
+		// matter) instead of taking it for a client-made task to cancel.
 		s.finishTask(bg, ref, call.Method, out, err)
+		s.tasks.remove(ref)
+		cancel()
 	})
 	return call.Task, nil
 }
@@ -160,16 +172,51 @@ func xmlValue(write func(w rpc.Writer)) string {
 	return buf.String()
 }
 
-// expireTasks destroys finished tasks older than the retention period (leader only).
+// expireTasks is the task GC (leader only), run with before = now minus
+// taskRetention: finished tasks that ended before it go; pending tasks older
+// than pendingTaskTimeout whose progress has not moved since the previous run
+// go; and if more than maxYoungTasks remain, the oldest finished ones go.
 func (s *Server) expireTasks(ctx context.Context, before time.Time) {
 	if !s.store.IsLeader() {
 		return
 	}
-	var ops []store.Op
+	pendingBefore := before.Add(taskRetention - pendingTaskTimeout)
+	type done struct {
+		ref      string
+		finished time.Time
+	}
+	var (
+		ops       []store.Op
+		young     []done
+		pending   int
+		probation = map[string]float64{}
+	)
 	for _, e := range s.store.List(datamodel.TaskClass) {
 		t := e.Obj.(*datamodel.TaskRecord)
-		if t.Status != datamodel.TaskStatusTypePending && t.Status != datamodel.TaskStatusTypeCancelling && t.Finished.Before(before) {
-			ops = append(ops, store.Delete(datamodel.TaskClass, e.Ref))
+		switch {
+		case t.Status != datamodel.TaskStatusTypePending && t.Status != datamodel.TaskStatusTypeCancelling:
+			if t.Finished.Before(before) {
+				ops = append(ops, store.Delete(datamodel.TaskClass, e.Ref))
+			} else {
+				young = append(young, done{e.Ref, t.Finished})
+			}
+		case t.Created.Before(pendingBefore):
+			if p, ok := s.taskProbation[e.Ref]; ok && t.Progress <= p {
+				s.log.Warn("removing a hung pending task", "task", t.UUID, "name", t.NameLabel, "created", t.Created)
+				ops = append(ops, store.Delete(datamodel.TaskClass, e.Ref))
+				continue
+			}
+			probation[e.Ref] = t.Progress
+			pending++
+		default:
+			pending++
+		}
+	}
+	s.taskProbation = probation
+	if keep := max(maxYoungTasks-pending, 0); len(young) > keep {
+		sort.Slice(young, func(i, j int) bool { return young[i].finished.After(young[j].finished) })
+		for _, d := range young[keep:] {
+			ops = append(ops, store.Delete(datamodel.TaskClass, d.ref))
 		}
 	}
 	s.deleteEach(ctx, ops)

@@ -168,3 +168,40 @@ func TestTaskDestroyOfOthersNeedsPoolOperator(t *testing.T) {
 		t.Fatalf("own task: %v", e)
 	}
 }
+
+// TestTaskCancelRacesCompletion: a task.cancel that races the end of a quick
+// operation leaves a consistent task: success with its result and no error,
+// or cancelled with TASK_CANCELLED [task] and no result; never a mix.
+func TestTaskCancelRacesCompletion(t *testing.T) {
+	slow := &slowVM{release: make(chan struct{})}
+	srv := xapitest.NewServer(t, xapitest.Options{Configure: func(c *xapi.Config) {
+		c.Override = func(impl *xapi.Impl) { impl.VM = slow }
+	}})
+	s := login(t, srv.URL)
+	vms, _ := jsonCall(t, srv.URL, "VM.get_all", s)
+	vm := vms.([]any)[0].(string)
+	outcomes := map[string]int{}
+	for i := 0; i < 100; i++ {
+		task, e := jsonCall(t, srv.URL, "Async.VM.clone", s, vm, "c")
+		if e != nil {
+			t.Fatal(e)
+		}
+		_, _ = jsonCall(t, srv.URL, "task.cancel", s, task) // may come too late: OPERATION_NOT_ALLOWED
+		r := waitTask(t, srv.URL, s, task.(string))
+		info, _ := r["error_info"].([]any)
+		switch r["status"] {
+		case "success":
+			if len(info) != 0 || r["result"] == "" {
+				t.Fatalf("success with error_info %v, result %q", info, r["result"])
+			}
+		case "cancelled":
+			if len(info) != 2 || info[0] != "TASK_CANCELLED" || info[1] != task || r["result"] != "" {
+				t.Fatalf("cancelled with error_info %v, result %q", info, r["result"])
+			}
+		default:
+			t.Fatalf("status %v", r["status"])
+		}
+		outcomes[r["status"].(string)]++
+	}
+	t.Logf("outcomes: %v", outcomes)
+}
