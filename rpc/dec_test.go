@@ -192,7 +192,6 @@ func TestDecodeJSONCall(t *testing.T) {
 		{"xo v2", `{"id":0,"jsonrpc":"2.0","method":"session.login_with_password","params":["root","pw"]}`,
 			JSONRPC2, "session.login_with_password", []any{"root", "pw"}, `0`},
 		{"v1", `{"method":"VM.get_all","params":["OpaqueRef:s"],"id":7}`, JSONRPC1, "VM.get_all", []any{"OpaqueRef:s"}, `7`},
-		{"v1 null version", `{"jsonrpc":null,"method":"m","params":[],"id":1}`, JSONRPC1, "m", []any{}, `1`},
 		{"v2 no params", `{"jsonrpc":"2.0","method":"m","id":"abc"}`, JSONRPC2, "m", []any{}, `"abc"`},
 		{"v2 null params", `{"jsonrpc":"2.0","method":"m","params":null,"id":"a\u0062"}`, JSONRPC2, "m", []any{}, `"ab"`},
 		{"v2 object params", `{"jsonrpc":"2.0","method":"VM.create","params":{"name_label":"x","VCPUs_max":2},"id":1}`,
@@ -242,6 +241,9 @@ func TestDecodeJSONMalformed(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"method":"m","params":5}`,
 		`{"jsonrpc":"1.0","id":1,"method":"m","params":[]}`,
 		`{"jsonrpc":2,"id":1,"method":"m","params":[]}`,
+		`{"jsonrpc":null,"method":"m","params":[],"id":1}`, // §1.6: only absent means v1
+		`{"jsonrpc":"","method":"m","params":[],"id":1}`,
+		`{"jsonrpc":"2.0 ","method":"m","params":[],"id":1}`,
 		`{"jsonrpc":"2.0","id":1,"method":"m","params":[1e999]}`,
 		`{"id":1,"method":"m","params":[]} trailing`,
 	} {
@@ -266,5 +268,97 @@ func TestJSONIDRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(a, b) {
 			t.Errorf("id %s echoed as %s", id, got)
 		}
+	}
+}
+
+// TestDecodeJSONInvalidUTF8 checks that a params string (key or value) that
+// is not UTF-8 makes the call carry xapi's INVALID_VALUE fault with the
+// first such string as decoded, and that nothing else does (§2.2).
+func TestDecodeJSONInvalidUTF8(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		reject string // the fault's string; "" means no Reject
+		params []any
+	}{
+		{"valid", `{"id":1,"method":"m","params":["héllo",{"clé":"✓"}]}`, "", []any{"héllo", map[string]any{"clé": "✓"}}},
+		{"top-level value", "{\"id\":1,\"method\":\"m\",\"params\":[\"a\xffb\"]}", "a\uFFFDb", []any{"a\uFFFDb"}},
+		{"each bad byte replaced", "{\"id\":1,\"method\":\"m\",\"params\":[\"\xc3\xff\xfe.\"]}", "\uFFFD\uFFFD\uFFFD.", []any{"\uFFFD\uFFFD\uFFFD."}},
+		{"truncated sequence", "{\"id\":1,\"method\":\"m\",\"params\":[\"x\xe2\x9c\"]}", "x\uFFFD\uFFFD", []any{"x\uFFFD\uFFFD"}},
+		{"surrogate encoded", "{\"id\":1,\"method\":\"m\",\"params\":[\"\xed\xa0\x80\"]}", "\uFFFD\uFFFD\uFFFD", []any{"\uFFFD\uFFFD\uFFFD"}},
+		{"first of two", "{\"id\":1,\"method\":\"m\",\"params\":[\"é\",\"1\xff\",\"2\xff\"]}", "1\uFFFD", []any{"é", "1\uFFFD", "2\uFFFD"}},
+		{"nested value", "{\"id\":1,\"method\":\"m\",\"params\":[1,[true,{\"k\":[null,\"v\x80\"]}]]}", "v\uFFFD",
+			[]any{int64(1), []any{true, map[string]any{"k": []any{nil, "v\uFFFD"}}}}},
+		{"struct key", "{\"id\":1,\"method\":\"m\",\"params\":[{\"k\xff\":\"v\"}]}", "k\uFFFD", []any{map[string]any{"k\uFFFD": "v"}}},
+		{"v2 object params", "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"m\",\"params\":{\"name_label\":\"\xff\"}}", "\uFFFD", []any{map[string]any{"name_label": "\uFFFD"}}},
+		{"escaped lone surrogate is not raw bytes", `{"id":1,"method":"m","params":["\ud800"]}`, "", []any{"\uFFFD"}},
+		{"bad method only", "{\"id\":1,\"method\":\"m\xff\",\"params\":[]}", "", []any{}},
+		{"bad id only", "{\"id\":\"\xff\",\"method\":\"m\",\"params\":[]}", "", []any{}},
+		{"bad key outside params", "{\"id\":1,\"x\xff\":1,\"method\":\"m\",\"params\":[]}", "", []any{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := DecodeJSONCall([]byte(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Params, tc.params) {
+				t.Errorf("params got %#v want %#v", c.Params, tc.params)
+			}
+			var want *Fault
+			if tc.reject != "" {
+				want = &Fault{Code: "INVALID_VALUE", Params: []string{"Invalid UTF-8 string in parameter", tc.reject}}
+			}
+			if !reflect.DeepEqual(c.Reject, want) {
+				t.Errorf("Reject got %+v want %+v", c.Reject, want)
+			}
+		})
+	}
+}
+
+// TestDecodeXMLInvalidUTF8 documents that invalid UTF-8 in the XML text is
+// malformed (encoding/xml, like xapi's xmlm, rejects the document), while a
+// <base64> string that decodes to invalid UTF-8 reaches xapi's pre-dispatch
+// check and makes the call carry INVALID_VALUE.
+func TestDecodeXMLInvalidUTF8(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		malformed bool
+		reject    string
+	}{
+		{"valid", xmlCall(`<value>héllo</value>`), false, ""},
+		{"untyped value", xmlCall("<value>a\xffb</value>"), true, ""},
+		{"string", xmlCall("<value><string>a\xffb</string></value>"), true, ""},
+		{"struct name", xmlCall("<value><struct><member><name>k\xff</name><value>v</value></member></struct></value>"), true, ""},
+		{"method name", strings.Replace(xmlCall(), "m.x", "m\xff", 1), true, ""},
+		{"us-ascii declared", strings.Replace(xmlCall("<value>a\xffb</value>"), "version='1.0'", "version='1.0' encoding='us-ascii'", 1), true, ""},
+		{"base64 valid", xmlCall(`<value><base64>aMOp</base64></value>`), false, ""},           // "hé"
+		{"base64 invalid", xmlCall(`<value><base64>Yf9i</base64></value>`), false, "a\uFFFDb"}, // "a\xffb"
+		{"base64 nested, first wins", xmlCall(`<value><array><data><value>x</value><value><struct><member><name>k</name><value><base64>/w==</base64></value></member></struct></value></data></array></value>`,
+			`<value><base64>YWL/</base64></value>`), false, "\uFFFD"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := DecodeXMLCall(strings.NewReader(tc.in))
+			var me *MalformedError
+			if tc.malformed {
+				if !errors.As(err, &me) {
+					t.Fatalf("got %v, want *MalformedError", err)
+				}
+				t.Log(err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want *Fault
+			if tc.reject != "" {
+				want = InvalidUTF8Fault(tc.reject)
+			}
+			if !reflect.DeepEqual(c.Reject, want) {
+				t.Errorf("Reject got %+v want %+v", c.Reject, want)
+			}
+		})
 	}
 }

@@ -9,7 +9,8 @@
 // a POST whose path starts with /jsonrpc is JSON-RPC (xapi matches handlers by
 // longest prefix), every other POST path (/, /RPC2, /xmlrpc, /json, ...) is
 // XML-RPC. OPTIONS on any path is answered as a CORS pre-flight. Every other
-// method goes to Options.Other, or 404 when that is nil.
+// method goes to Options.Other; when that is nil, xapi's answers for a path
+// with no handler: 404 for GET, 403 for PUT and CONNECT, 501 otherwise.
 //
 // # Responses
 //
@@ -43,9 +44,14 @@
 // jsonrpc version, v1 without a params array, batch arrays, ...) is answered
 // with HTTP 500, a short HTML body and Connection: close, like xapi. A body
 // larger than Options.MaxBody (default 300 KiB, xapi's RPC limit) is answered
-// with HTTP 413 and Connection: close without being read further. Request
-// bodies without Content-Length (chunked) are accepted, subject to the same
-// limit. A panic inside Dispatch is recovered and answered as the API error
+// with HTTP 413 and Connection: close without being read further. An
+// HTTP/1.x request body without Content-Length (chunked) is refused like
+// xapi's read_body does: HTTP 500 ("We require a content-length: HTTP
+// header") and Connection: close. A parameter string that is not valid UTF-8
+// (in JSON, or from an XML <base64>) is answered, without dispatching, with
+// the API error INVALID_VALUE ["Invalid UTF-8 string in parameter", s] as
+// xapi checks before dispatch (invalid UTF-8 in XML text is a syntax error).
+// A panic inside Dispatch is recovered and answered as the API error
 // INTERNAL_ERROR [message]; a panic inside Response.Value is answered the
 // same way if nothing has been sent yet, otherwise the connection is aborted.
 //
@@ -58,7 +64,8 @@
 // The whole reply is never materialised in memory.
 //
 // Connections are persistent by default (HTTP/1.1); HTTP/1.0 requests and
-// requests with Connection: close close the connection after the reply.
+// requests with Connection: close close the connection after the reply. Like
+// xapi, replies say which with a Connection: keep-alive or close header.
 // Dispatch receives the request's context, so a long-polling call such as
 // event.from is cancelled when its client disconnects.
 package rpc

@@ -25,7 +25,8 @@ type handler struct {
 
 // NewHandler returns the XenAPI RPC handler: POST /jsonrpc* is JSON-RPC, any
 // other POST is XML-RPC, OPTIONS is a CORS pre-flight, and everything else is
-// passed to o.Other (404 when nil). See the package documentation.
+// passed to o.Other (see Options.Other when nil). See the package
+// documentation.
 func NewHandler(d Dispatcher, o Options) http.Handler {
 	h := &handler{d: d, maxBody: o.MaxBody, other: o.Other, log: o.Logger}
 	if h.maxBody <= 0 {
@@ -48,8 +49,36 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.other.ServeHTTP(w, r)
 			return
 		}
-		http.NotFound(w, r)
+		noHandler(w, r)
 	}
+}
+
+// noHandler answers a request no handler serves like xapi: a method it does
+// not know is 501 (Http_svr.handle_one), PUT and CONNECT (known methods with
+// no "/" handler) get default_callback's 403, and GET falls on the static
+// file server's 404 (Fileserver.send_file). All close the connection.
+func noHandler(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		htmlError(w, http.StatusNotFound, `<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN"> <html><head> <title>404 Not Found</title> </head><body> <h1>Not Found</h1> <p>The requested URL `+
+			html.EscapeString(r.URL.Path)+` was not found on this server.</p> <hr><address>Xapi Server</address></body></html>`)
+	case http.MethodPut, http.MethodConnect:
+		htmlError(w, http.StatusForbidden, "<html><body><h1>HTTP 403 forbidden</h1>Access to the requested resource is forbidden.</body></html>")
+	default:
+		htmlError(w, http.StatusNotImplemented, "<html><body><h1>HTTP 501 Method Not Implemented</h1><p>Unknown "+
+			html.EscapeString(r.Method)+" not supported.<br /></p></body></html>")
+	}
+}
+
+// htmlError sends an xapi-style error page and closes the connection.
+func htmlError(w http.ResponseWriter, status int, body string) {
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html")
+	hd.Set("Connection", "close")
+	hd.Set("Cache-Control", "no-cache, no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
 }
 
 // serveOptions answers a CORS pre-flight like xapi.
@@ -62,6 +91,8 @@ func serveOptions(w http.ResponseWriter, r *http.Request) {
 	}
 	hd.Set("Access-Control-Allow-Headers", allow)
 	hd.Set("Access-Control-Allow-Methods", "PUT")
+	setConnection(hd, r)
+	hd.Set("Cache-Control", "no-cache, no-store")
 	hd.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
 }
@@ -74,6 +105,15 @@ var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (h *handler) serveRPC(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if r.ContentLength < 0 && r.ProtoMajor == 1 {
+		// A chunked body: xapi's read_body fails ("We require a
+		// content-length: HTTP header"), which Http_svr answers with 500
+		// and closes the connection. (HTTP/2, which xapi does not speak,
+		// need not send a length and is accepted.)
+		h.log.WarnContext(ctx, "rpc: request without Content-Length", "remote", r.RemoteAddr, "path", r.URL.Path)
+		malformedReply(w, errNoContentLength)
+		return
+	}
 	if r.ContentLength > h.maxBody {
 		h.tooLarge(ctx, w, r)
 		return
@@ -116,8 +156,13 @@ func (h *handler) serveRPC(w http.ResponseWriter, r *http.Request) {
 	call.UserAgent = r.Header.Get("User-Agent")
 
 	start := time.Now()
-	resp := h.dispatch(ctx, call)
-	h.writeResponse(ctx, w, call, id, resp)
+	var resp Response
+	if call.Reject != nil {
+		resp = Response{Err: call.Reject}
+	} else {
+		resp = h.dispatch(ctx, call)
+	}
+	h.writeResponse(ctx, w, r, call, id, resp)
 	if h.log.Enabled(ctx, slog.LevelDebug) {
 		attrs := []any{"method", call.Method, "protocol", call.Protocol.String(), "remote", call.RemoteAddr,
 			"duration", time.Since(start)}
@@ -151,12 +196,14 @@ func internalError(p any) Response {
 // piece with Content-Length by finish.
 type httpSink struct {
 	w       http.ResponseWriter
+	r       *http.Request
 	ctype   string
 	started bool
 }
 
-func setRPCHeaders(hd http.Header, ctype string) {
+func setRPCHeaders(hd http.Header, r *http.Request, ctype string) {
 	hd.Set("Content-Type", ctype)
+	setConnection(hd, r)
 	hd.Set("Access-Control-Allow-Origin", "*")
 	hd.Set("Access-Control-Allow-Headers", "X-Requested-With")
 	hd.Set("Cache-Control", "no-cache, no-store")
@@ -165,7 +212,7 @@ func setRPCHeaders(hd http.Header, ctype string) {
 func (s *httpSink) Write(p []byte) (int, error) {
 	if !s.started {
 		s.started = true
-		setRPCHeaders(s.w.Header(), s.ctype)
+		setRPCHeaders(s.w.Header(), s.r, s.ctype)
 		s.w.WriteHeader(http.StatusOK)
 	}
 	return s.w.Write(p)
@@ -176,7 +223,7 @@ func (s *httpSink) finish(out *outBuf) {
 	if !s.started {
 		s.started = true
 		hd := s.w.Header()
-		setRPCHeaders(hd, s.ctype)
+		setRPCHeaders(hd, s.r, s.ctype)
 		hd.Set("Content-Length", strconv.Itoa(len(out.buf)))
 		s.w.WriteHeader(http.StatusOK)
 		if len(out.buf) > 0 {
@@ -188,8 +235,26 @@ func (s *httpSink) finish(out *outBuf) {
 	out.flush()
 }
 
-func (h *handler) writeResponse(ctx context.Context, w http.ResponseWriter, c *Call, id json.RawMessage, resp Response) {
-	sink := &httpSink{w: w}
+// setConnection sets the Connection header xapi sends (response_of_request):
+// "close" when the request asks for it (HTTP/1.0 without keep-alive, or
+// Connection: close; that is r.Close), else "keep-alive", which net/http
+// leaves out for HTTP/1.1. net/http keeps the connection open when !r.Close;
+// should it close anyway (e.g. an HTTP/1.0 reply without Content-Length, or
+// the server shutting down) it replaces the header by "close" itself (or
+// drops it for HTTP/1.0). HTTP/2 has no Connection header.
+func setConnection(hd http.Header, r *http.Request) {
+	if r.ProtoMajor != 1 {
+		return
+	}
+	if r.Close {
+		hd.Set("Connection", "close")
+	} else {
+		hd.Set("Connection", "keep-alive")
+	}
+}
+
+func (h *handler) writeResponse(ctx context.Context, w http.ResponseWriter, r *http.Request, c *Call, id json.RawMessage, resp Response) {
+	sink := &httpSink{w: w, r: r}
 	var ob *outBuf
 	var encode, encodeErr func()
 	switch c.Protocol {
@@ -238,16 +303,13 @@ func (h *handler) safeEncode(ctx context.Context, c *Call, encode func()) (p any
 	return nil, false
 }
 
+var errNoContentLength = &MalformedError{Msg: "We require a content-length: HTTP header"}
+
 // malformedReply answers an undecodable request like xapi: HTTP 500 with a
 // short HTML body, and the connection is closed.
 func malformedReply(w http.ResponseWriter, err error) {
-	body := "<html><body><h1>HTTP 500 internal server error</h1><p>" + html.EscapeString(err.Error()) + "</p></body></html>"
-	hd := w.Header()
-	hd.Set("Content-Type", "text/html")
-	hd.Set("Connection", "close")
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusInternalServerError)
-	_, _ = io.WriteString(w, body)
+	htmlError(w, http.StatusInternalServerError,
+		"<html><body><h1>HTTP 500 internal server error</h1><p>"+html.EscapeString(err.Error())+"</p></body></html>")
 }
 
 const tooLargeBody = "<html><body><h1>HTTP 413 request entity too large</h1></body></html>"
@@ -256,10 +318,5 @@ const tooLargeBody = "<html><body><h1>HTTP 413 request entity too large</h1></bo
 // the connection (the rest of the body is not read).
 func (h *handler) tooLarge(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	h.log.WarnContext(ctx, "rpc: request body too large", "remote", r.RemoteAddr, "limit", h.maxBody, "content_length", r.ContentLength)
-	hd := w.Header()
-	hd.Set("Content-Type", "text/html")
-	hd.Set("Connection", "close")
-	hd.Set("Content-Length", strconv.Itoa(len(tooLargeBody)))
-	w.WriteHeader(http.StatusRequestEntityTooLarge)
-	_, _ = io.WriteString(w, tooLargeBody)
+	htmlError(w, http.StatusRequestEntityTooLarge, tooLargeBody)
 }

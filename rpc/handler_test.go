@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -305,13 +307,35 @@ func TestHTTPOptions(t *testing.T) {
 
 func TestHTTPOther(t *testing.T) {
 	srv, _ := newTestServer(t, Options{})
-	resp, err := http.Get(srv.URL + "/rrd_updates")
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		method string
+		want   int
+	}{
+		// xapi (§1.2): GET falls on the file server (404 for a missing
+		// file), PUT/CONNECT have no "/" handler (default_callback 403),
+		// methods xapi does not know are 501.
+		{"GET", 404},
+		{"PUT", 403},
+		{"DELETE", 501},
+		{"PATCH", 501},
+		{"HEAD", 501},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL+"/rrd_updates", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		if resp.StatusCode != tc.want || !resp.Close || resp.Header.Get("Content-Type") != "text/html" ||
+			(tc.method != "HEAD" && !strings.Contains(body, strconv.Itoa(tc.want))) {
+			t.Errorf("nil Other %s: %d close=%v %v %q", tc.method, resp.StatusCode, resp.Close, resp.Header, body)
+		}
 	}
-	readAll(t, resp)
-	if resp.StatusCode != 404 {
-		t.Errorf("nil Other: %d", resp.StatusCode)
+	// CONNECT needs a raw connection.
+	rc := dial(t, srv)
+	fmt.Fprintf(rc.c, "CONNECT /x HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err := http.ReadResponse(rc.br, nil); err != nil || resp.StatusCode != 403 {
+		t.Errorf("nil Other CONNECT: %v %v", resp, err)
 	}
 	srv2, _ := newTestServer(t, Options{Other: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "other "+r.Method+" "+r.URL.Path)
@@ -337,7 +361,8 @@ func TestHTTPTooLarge(t *testing.T) {
 	if resp.StatusCode != 413 || !resp.Close {
 		t.Errorf("with Content-Length: %d close=%v", resp.StatusCode, resp.Close)
 	}
-	// Chunked request without Content-Length.
+	// Chunked request without Content-Length: refused before the size
+	// matters, like xapi's read_body (see TestHTTPNoContentLength).
 	req, _ := http.NewRequest("POST", srv.URL+"/jsonrpc", io.MultiReader(strings.NewReader(big)))
 	req.ContentLength = -1
 	resp, err := http.DefaultClient.Do(req)
@@ -345,7 +370,7 @@ func TestHTTPTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != 413 || !resp.Close {
+	if resp.StatusCode != 500 || !resp.Close {
 		t.Errorf("chunked: %d close=%v", resp.StatusCode, resp.Close)
 	}
 	// Exactly at the limit is fine.
@@ -588,5 +613,179 @@ func TestKoloClient(t *testing.T) {
 	}
 	if len(methods) != 2 || methods[0] != "VM.start" {
 		t.Errorf("listMethods: %v", methods)
+	}
+}
+
+// TestHTTPInvalidUTF8 checks xapi's answer to a parameter string that is not
+// UTF-8: an API error (HTTP 200, the request's envelope and id), without
+// dispatching; invalid UTF-8 in XML text stays a malformed request.
+func TestHTTPInvalidUTF8(t *testing.T) {
+	srv, d := newTestServer(t, Options{})
+	fault := []any{"INVALID_VALUE", "Invalid UTF-8 string in parameter", "r\uFFFDot"}
+	tests := []struct {
+		name, path, body string
+		status           int
+		want             any // the decoded reply (JSON) or a substring (XML)
+	}{
+		{"v1", "/jsonrpc", "{\"id\":\"a\",\"method\":\"session.login_with_password\",\"params\":[\"r\xf6ot\",\"secret\"]}", 200,
+			map[string]any{"result": nil, "error": fault, "id": "a"}},
+		{"v2", "/jsonrpc", "{\"id\":7,\"jsonrpc\":\"2.0\",\"method\":\"session.login_with_password\",\"params\":[\"r\xf6ot\",\"secret\"]}", 200,
+			map[string]any{"jsonrpc": "2.0", "error": map[string]any{"code": 1.0, "message": "INVALID_VALUE", "data": fault[1:]}, "id": 7.0}},
+		{"v2 unknown method", "/jsonrpc", "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"no.such\",\"params\":{\"k\":\"r\xf6ot\"}}", 200,
+			map[string]any{"jsonrpc": "2.0", "error": map[string]any{"code": 1.0, "message": "INVALID_VALUE", "data": fault[1:]}, "id": 1.0}},
+		{"xml base64", "/", xmlCall(`<value><base64>cvZvdA==</base64></value>`), 200,
+			"<value>INVALID_VALUE</value><value>Invalid UTF-8 string in parameter</value><value>r\uFFFDot</value>"},
+		{"xml raw bytes", "/", xmlCall("<value>r\xf6ot</value>"), 500, "invalid UTF-8"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(t, srv.URL+tc.path, tc.body)
+			body := readAll(t, resp)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			switch want := tc.want.(type) {
+			case string:
+				if !strings.Contains(body, want) {
+					t.Errorf("body %s\nwant it to contain %s", body, want)
+				}
+			default:
+				var got any
+				if err := json.Unmarshal([]byte(body), &got); err != nil {
+					t.Fatalf("%v: %s", err, body)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("got  %#v\nwant %#v", got, want)
+				}
+			}
+		})
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.calls) != 0 {
+		t.Errorf("dispatched %d calls", len(d.calls))
+	}
+}
+
+// TestHTTPConnectionHeader checks the connection header xapi sends (§1.3):
+// keep-alive while the connection stays open, close when the request asks
+// for it, and that the connection really does what the header says.
+func TestHTTPConnectionHeader(t *testing.T) {
+	const jsonLogout = `{"id":1,"jsonrpc":"2.0","method":"session.logout"}`
+	type step struct {
+		method, version, path, extra, body string
+		want                               string // connection header
+	}
+	tests := []struct {
+		name   string
+		steps  []step
+		closed bool // the server closes after the last step
+	}{
+		{"HTTP/1.1 keeps alive", []step{
+			{"POST", "HTTP/1.1", "/RPC2", "", pyLogin, "keep-alive"},
+			{"POST", "HTTP/1.1", "/jsonrpc", "", jsonLogout, "keep-alive"},
+			{"OPTIONS", "HTTP/1.1", "/jsonrpc", "", "", "keep-alive"},
+			{"POST", "HTTP/1.1", "/", "", pyLogin, "keep-alive"},
+		}, false},
+		{"Connection: close", []step{
+			{"POST", "HTTP/1.1", "/", "", pyLogin, "keep-alive"},
+			{"POST", "HTTP/1.1", "/jsonrpc", "Connection: close\r\n", jsonLogout, "close"},
+		}, true},
+		{"Connection: keep-alive on 1.1", []step{
+			{"POST", "HTTP/1.1", "/", "Connection: keep-alive\r\n", pyLogin, "keep-alive"},
+			{"POST", "HTTP/1.1", "/", "Connection: keep-alive\r\n", pyLogin, "keep-alive"},
+		}, false},
+		{"HTTP/1.0", []step{{"POST", "HTTP/1.0", "/", "", pyLogin, "close"}}, true},
+		{"HTTP/1.0 OPTIONS", []step{{"OPTIONS", "HTTP/1.0", "/", "", "", "close"}}, true},
+		{"HTTP/1.0 keep-alive", []step{
+			{"POST", "HTTP/1.0", "/", "Connection: keep-alive\r\n", pyLogin, "keep-alive"},
+			{"POST", "HTTP/1.0", "/jsonrpc", "Connection: Keep-Alive\r\n", jsonLogout, "keep-alive"},
+			{"POST", "HTTP/1.0", "/", "", pyLogin, "close"},
+		}, true},
+		{"HTTP/1.1 streamed reply", []step{
+			{"POST", "HTTP/1.1", "/jsonrpc", "", `{"id":1,"jsonrpc":"2.0","method":"big","params":[500]}`, "keep-alive"},
+			{"POST", "HTTP/1.1", "/", "", pyLogin, "keep-alive"},
+		}, false},
+		// An HTTP/1.0 reply without Content-Length ends at EOF: net/http
+		// drops the keep-alive header and closes ("" = no header).
+		{"HTTP/1.0 keep-alive streamed reply", []step{
+			{"POST", "HTTP/1.0", "/jsonrpc", "Connection: keep-alive\r\n", `{"id":1,"jsonrpc":"2.0","method":"big","params":[500]}`, ""},
+		}, true},
+		{"malformed closes", []step{
+			{"POST", "HTTP/1.1", "/", "", pyLogin, "keep-alive"},
+			{"POST", "HTTP/1.1", "/", "", "<bad", "close"},
+		}, true},
+	}
+	srv, _ := newTestServer(t, Options{})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rc := dial(t, srv)
+			// http.ReadResponse drops "Connection: close", so read the
+			// header off the wire.
+			var wire bytes.Buffer
+			rc.br = bufio.NewReader(io.TeeReader(rc.c, &wire))
+			for i, s := range tc.steps {
+				wire.Reset()
+				fmt.Fprintf(rc.c, "%s %s %s\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n%s", s.method, s.path, s.version, len(s.body), s.extra, s.body)
+				resp, err := http.ReadResponse(rc.br, nil)
+				if err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				if _, err := io.ReadAll(resp.Body); err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				head, _, _ := strings.Cut(wire.String(), "\r\n\r\n")
+				n := strings.Count(strings.ToLower(head), "\r\nconnection:")
+				if s.want == "" && n != 0 || s.want != "" && (n != 1 || !strings.Contains(head, "\r\nConnection: "+s.want+"\r\n")) {
+					t.Errorf("step %d: want Connection %q\n%s", i, s.want, head)
+				}
+			}
+			if got := rc.closed(); got != tc.closed {
+				t.Errorf("closed %v want %v", got, tc.closed)
+			}
+		})
+	}
+}
+
+// TestHTTPNoContentLength checks that a request body without Content-Length
+// (chunked) is refused like xapi's read_body does ("We require a
+// content-length: HTTP header" → 500, connection closed), without dispatch.
+func TestHTTPNoContentLength(t *testing.T) {
+	srv, d := newTestServer(t, Options{})
+	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(s), s) }
+	tests := []struct {
+		name, path, extra, body string
+		closes                  bool
+	}{
+		{"xml", "/", "", chunk(pyLogin), true},
+		{"json", "/jsonrpc", "", chunk(`{"id":1,"jsonrpc":"2.0","method":"session.logout"}`), true},
+		{"empty", "/jsonrpc", "", "0\r\n\r\n", true},
+		// The reply comes at once, but net/http reads (up to 256 KiB of) a
+		// chunked body before closing, and this client sends none.
+		{"expect continue", "/", "Expect: 100-continue\r\n", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dial(t, srv)
+			fmt.Fprintf(rc.c, "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n%s\r\n%s", tc.path, tc.extra, tc.body)
+			resp, err := http.ReadResponse(rc.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 500 || !resp.Close ||
+				resp.Header.Get("Content-Type") != "text/html" || !strings.Contains(string(body), "We require a content-length: HTTP header") {
+				t.Errorf("%d %v %s", resp.StatusCode, resp.Header, body)
+			}
+			if tc.closes && !rc.closed() {
+				t.Error("connection not closed")
+			}
+		})
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.calls) != 0 {
+		t.Errorf("dispatched %d calls", len(d.calls))
 	}
 }

@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 )
 
 // DecodeJSONCall decodes a JSON-RPC request. The version is 1.0 when
-// "jsonrpc" is absent (or null) and 2.0 when it is "2.0"; anything else is
-// malformed. "id" is required and must be an integer or a string; it is
+// "jsonrpc" is absent and 2.0 when it is "2.0"; anything else (null
+// included) is malformed. "id" is required and must be an integer or a string; it is
 // returned as canonical raw JSON to be echoed with WriteJSONResponse. In 1.0,
 // "params" is required and must be an array; in 2.0 it may be absent or null
 // (no params), an array, or an object (a single struct param). Values decode
 // to string, int64 (numbers without fraction or exponent that fit), float64,
-// bool, []any, map[string]any and nil. Errors are *MalformedError.
+// bool, []any, map[string]any and nil. Errors are *MalformedError. A string
+// in params (key or value) that is not valid UTF-8 decodes with U+FFFD for
+// each bad byte, and the call gets Reject = InvalidUTF8Fault(first such
+// string), as xapi checks before dispatch.
 func DecodeJSONCall(b []byte) (call *Call, id json.RawMessage, err error) {
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
 	var m map[string]json.RawMessage
@@ -31,7 +35,7 @@ func DecodeJSONCall(b []byte) (call *Call, id json.RawMessage, err error) {
 		return nil, nil, err
 	}
 	c := &Call{Protocol: JSONRPC1}
-	if v, ok := m["jsonrpc"]; ok && !isNull(v) {
+	if v, ok := m["jsonrpc"]; ok {
 		var s string
 		if json.Unmarshal(v, &s) != nil || s != "2.0" {
 			return nil, id, malformed("unsupported jsonrpc version %s", truncate(v))
@@ -65,7 +69,37 @@ func DecodeJSONCall(b []byte) (call *Call, id json.RawMessage, err error) {
 	default:
 		return nil, id, malformed("params is not an array")
 	}
+	if !utf8.Valid(rawParams) {
+		if s, ok := firstInvalidJSONString(rawParams); ok {
+			c.Reject = InvalidUTF8Fault(s)
+		}
+	}
 	return c, id, nil
+}
+
+// InvalidUTF8Fault is xapi's answer to a call with a parameter string that
+// is not valid UTF-8; s is that string (with U+FFFD for the bad bytes, as
+// the raw bytes cannot be sent back).
+func InvalidUTF8Fault(s string) *Fault {
+	return &Fault{Code: "INVALID_VALUE", Params: []string{"Invalid UTF-8 string in parameter", s}}
+}
+
+// firstInvalidJSONString returns the decoded form of the first string token
+// (object key or value) of the valid JSON raw whose raw bytes are not valid
+// UTF-8. Only bytes inside strings can be non-ASCII in valid JSON, and the
+// span between two offsets holds one token plus ASCII delimiters.
+func firstInvalidJSONString(raw []byte) (string, bool) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		start := d.InputOffset()
+		tok, err := d.Token()
+		if err != nil {
+			return "", false
+		}
+		if s, ok := tok.(string); ok && !utf8.Valid(raw[start:d.InputOffset()]) {
+			return s, true
+		}
+	}
 }
 
 func isNull(raw json.RawMessage) bool {

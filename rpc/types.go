@@ -58,6 +58,10 @@ type Call struct {
 	Protocol   Protocol
 	RemoteAddr string
 	UserAgent  string
+	// Reject, when non-nil, is a XenAPI error to answer instead of
+	// dispatching the call: xapi checks some things before dispatch (e.g. a
+	// parameter string that is not valid UTF-8, see InvalidUTF8Fault).
+	Reject *Fault
 }
 
 // Fault is a XenAPI error: ErrorDescription = [Code, Params...].
@@ -92,7 +96,8 @@ type Options struct {
 	// MaxBody is the request body limit in bytes; 0 means DefaultMaxBody.
 	MaxBody int64
 	// Other serves requests that are neither POST (RPC) nor OPTIONS, e.g.
-	// GET /rrd_updates. Nil means 404.
+	// GET /rrd_updates. Nil means xapi's answers for a path no handler
+	// serves: 404 for GET, 403 for PUT and CONNECT, 501 for other methods.
 	Other http.Handler
 	// Logger receives warnings (malformed requests, panics) and, at debug
 	// level, one line per call. Nil means slog.Default().

@@ -27,16 +27,19 @@ func malformed(format string, a ...any) error {
 }
 
 type xmlDecoder struct {
-	d     *xml.Decoder
-	depth int
-	text  []byte // scratch for character data
+	d      *xml.Decoder
+	depth  int
+	text   []byte // scratch for character data
+	reject *Fault // first parameter string that is not UTF-8
 }
 
 // DecodeXMLCall decodes an XML-RPC methodCall. Values decode to string
 // (untyped <value>, <string>, and unparsable <dateTime.iso8601>), int64 (<int>,
 // <i4>, <i8>), float64, bool, time.Time, []any, map[string]any, nil (<nil/>),
 // and string (<base64>, decoded). Whitespace between tags is ignored. Errors
-// are *MalformedError.
+// are *MalformedError. A document that is not valid UTF-8 is malformed (as
+// for xapi's XML parser); a <base64> string that decodes to invalid UTF-8 is
+// kept as is and the call gets Reject = InvalidUTF8Fault.
 func DecodeXMLCall(r io.Reader) (*Call, error) {
 	br := bufio.NewReader(r)
 	if bom, _ := br.Peek(3); string(bom) == "\xef\xbb\xbf" {
@@ -101,6 +104,7 @@ func DecodeXMLCall(r io.Reader) (*Call, error) {
 	if c.Params == nil {
 		c.Params = []any{}
 	}
+	c.Reject = x.reject
 	return c, nil
 }
 
@@ -311,6 +315,9 @@ func (x *xmlDecoder) typed(se xml.StartElement) (any, error) {
 		if err != nil {
 			return nil, malformed("bad <base64>")
 		}
+		if x.reject == nil && !utf8.Valid(b) {
+			x.reject = InvalidUTF8Fault(replaceInvalidUTF8(b))
+		}
 		return string(b), nil
 	case "nil":
 		if err := x.d.Skip(); err != nil {
@@ -436,6 +443,19 @@ func isSpace(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// replaceInvalidUTF8 replaces each invalid byte of b by U+FFFD, as
+// encoding/json and the encoders do.
+func replaceInvalidUTF8(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(b) + 8)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		sb.WriteRune(r)
+		b = b[n:]
+	}
+	return sb.String()
 }
 
 func truncate(b []byte) string {
