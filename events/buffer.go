@@ -122,22 +122,27 @@ type classWaiters struct {
 type Buffer struct {
 	mu sync.Mutex
 
-	ring      []entry // grows by doubling up to max
-	max       int
-	base      int64 // oldest retained seq
-	next      int64 // seq of the next change
-	latest    map[objKey]int64
-	floor     uint64 // every change after floor is retained
-	current   uint64 // index of the last published entry
-	anchored  bool
-	pubs      uint64 // Publish counter (wake-up dedupe stamp)
-	classes   []*datamodel.Class
-	classIdx  map[*datamodel.Class]int
-	counts    []int32
-	byClass   map[*datamodel.Class]*classWaiters
-	allWait   map[*waiter]struct{}
-	nWaiters  int
-	wokenLast int // waiters woken by the last Publish (tests, stats)
+	ring   []entry // grows by doubling up to max
+	max    int
+	base   int64 // oldest retained seq
+	next   int64 // seq of the next change
+	latest map[objKey]int64
+	floor  uint64 // every change after floor is retained
+	base0  uint64 // Anchor/Reset index: older tokens are lost for every filter
+	// classFloor is, per class, the index of the newest evicted change of
+	// that class (at most one entry per class): a filter that does not
+	// cover a class is not concerned by the eviction of its changes.
+	classFloor map[*datamodel.Class]uint64
+	current    uint64 // index of the last published entry
+	anchored   bool
+	pubs       uint64 // Publish counter (wake-up dedupe stamp)
+	classes    []*datamodel.Class
+	classIdx   map[*datamodel.Class]int
+	counts     []int32
+	byClass    map[*datamodel.Class]*classWaiters
+	allWait    map[*waiter]struct{}
+	nWaiters   int
+	wokenLast  int // waiters woken by the last Publish (tests, stats)
 }
 
 // New returns an empty buffer. Until Anchor is called, every token is lost.
@@ -155,14 +160,15 @@ func New(cfg Config) *Buffer {
 		}
 	}
 	b := &Buffer{
-		ring:     make([]entry, min(n, initialRing)),
-		max:      n,
-		latest:   make(map[objKey]int64),
-		classes:  slices.Clone(cls),
-		classIdx: make(map[*datamodel.Class]int, len(cls)),
-		counts:   make([]int32, len(cls)),
-		byClass:  make(map[*datamodel.Class]*classWaiters),
-		allWait:  make(map[*waiter]struct{}),
+		ring:       make([]entry, min(n, initialRing)),
+		max:        n,
+		latest:     make(map[objKey]int64),
+		classFloor: make(map[*datamodel.Class]uint64),
+		classes:    slices.Clone(cls),
+		classIdx:   make(map[*datamodel.Class]int, len(cls)),
+		counts:     make([]int32, len(cls)),
+		byClass:    make(map[*datamodel.Class]*classWaiters),
+		allWait:    make(map[*waiter]struct{}),
 	}
 	for i, c := range b.classes {
 		b.classIdx[c] = i
@@ -186,7 +192,8 @@ func (b *Buffer) Anchor(index uint64, counts []int32) {
 			b.count(e.class, e.kind, 1)
 		}
 	}
-	b.floor = index
+	b.floor, b.base0 = index, index
+	clear(b.classFloor)
 	b.current = max(b.current, index)
 	b.anchored = true
 	for b.next-b.base > int64(b.max) {
@@ -204,7 +211,8 @@ func (b *Buffer) Reset(index uint64, counts []int32) {
 	clear(b.latest)
 	b.base = b.next
 	copy(b.counts, counts)
-	b.floor, b.current, b.anchored = index, index, true
+	clear(b.classFloor)
+	b.floor, b.base0, b.current, b.anchored = index, index, index, true
 	b.wakeAll()
 }
 
@@ -215,11 +223,34 @@ func (b *Buffer) Current() uint64 {
 	return b.current
 }
 
-// Floor is the oldest token that is still answered.
+// Floor is the oldest token that is still answered for every filter (the
+// filter "*").
 func (b *Buffer) Floor() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.floor
+}
+
+// FloorFor is the oldest token that is still answered for filter f: every
+// change of a class f covers after it is retained. It is Floor for "*" and
+// may be older for a filter of some classes.
+func (b *Buffer) FloorFor(f *Filter) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.floorFor(f)
+}
+
+func (b *Buffer) floorFor(f *Filter) uint64 {
+	if f.All() {
+		return b.floor
+	}
+	fl := b.base0
+	if f != nil {
+		for _, c := range f.list {
+			fl = max(fl, b.classFloor[c])
+		}
+	}
+	return fl
 }
 
 // Waiters is the number of waiting long polls.
@@ -325,6 +356,9 @@ func (b *Buffer) evict() {
 		}
 	}
 	b.floor = max(b.floor, e.index)
+	if e.index > b.classFloor[e.class] {
+		b.classFloor[e.class] = e.index
+	}
 	*e = entry{}
 	b.base++
 }
@@ -341,7 +375,9 @@ func (b *Buffer) wakeAll() {
 }
 
 // Collect returns the coalesced events matching f after token from, without
-// waiting. A token older than the retained history gives ErrLost.
+// waiting. It gives ErrLost when a change f covers, made after from, is no
+// longer retained (see FloorFor): changes of other classes evicted since from
+// do not matter.
 func (b *Buffer) Collect(f *Filter, from uint64) (Batch, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -351,9 +387,11 @@ func (b *Buffer) Collect(f *Filter, from uint64) (Batch, error) {
 // collect gathers events under b.mu. Counts are copied when withCounts or
 // when there are events.
 func (b *Buffer) collect(f *Filter, from uint64, withCounts bool) (Batch, error) {
-	if !b.anchored || from < b.floor {
+	if !b.anchored || from < b.floorFor(f) {
 		return Batch{}, ErrLost
 	}
+	// Every change of f's classes after from is retained (the evicted ones
+	// after from are of other classes), so gather misses none of them.
 	out := Batch{Token: max(from, b.current)}
 	if from < b.current && !f.Empty() {
 		out.Events = b.gather(f, from)

@@ -15,9 +15,34 @@
 // record, and deletions hold none, so the records it keeps are the store's
 // current ones (shared). 65,536 changes is thus at most about 8 MiB and, at
 // 1,000 writes per second, about a minute of history. The ring starts at 1,024
-// entries and doubles as needed, so a quiet host pays little. A token older than the oldest
-// retained change (and any token after a snapshot restore replaced the state)
-// yields ErrLost: the client must re-read everything (EVENTS_LOST).
+// entries and doubles as needed, so a quiet host pays little.
+//
+// Loss is decided per class: besides the oldest retained index, the buffer
+// remembers for each class the index of its newest evicted change (a map of at
+// most one entry per class). A collection yields ErrLost (the client must
+// re-read everything: EVENTS_LOST) only when a change its filter covers, made
+// after its token, was evicted: for "*" when the token is older than the oldest
+// retained change; for "vm" or "vm/<ref>" when it is older than the newest
+// evicted vm change. A subscriber to vm is therefore not lost by any number of
+// network changes: the changes after its token that are still retained are
+// all the vm changes after it. (Granularity is the class: "vm/<ref>" is lost
+// by the eviction of a change of another VM made after its token.) A token
+// before Anchor's or Reset's index (a snapshot restore replaced the state) is
+// lost for every filter.
+//
+// # Legacy queues
+//
+// event.register/unregister/next give each session a Queue: its own queue of
+// unread events of its subscriptions. A queue stores no events — it is a read
+// position plus the registration index of each subscription, a few words per
+// subscription — and reads the buffer's retained changes. Its bound is the
+// buffer's: a queue is lost only when a change of a class it subscribes to,
+// made after its last read while that subscription was registered, has been
+// evicted, i.e. when at least MaxChanges changes (of any class; 65,536 by
+// default) were made after an unread change of its classes. xapi bounds its
+// shared queue by 10 MB of JSON instead, and loses every session at once.
+// A new subscription concerns changes from its registration on; unregistering
+// drops the unread events only it matched.
 //
 // # Coalescing
 //
@@ -41,4 +66,9 @@
 // does a non-blocking send to the waiters of the classes it touched. Nothing
 // wakes an idle waiter, and a waiter costs one small struct and one map entry
 // per watched class.
+//
+// A token ahead of the current index waits until the buffer gets there (a
+// follower behind the leader was given a token by another host); whether such
+// a token can exist at all is the caller's call (xapi answers EVENTS_LOST on
+// the leader for a token beyond its commit index).
 package events

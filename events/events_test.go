@@ -200,8 +200,16 @@ func TestAnchorAfterEviction(t *testing.T) {
 	if f := b.Floor(); f != 3 {
 		t.Errorf("floor %d, want 3 (changes up to 3 were evicted)", f)
 	}
-	if _, err := b.Collect(nil, 2); !errors.Is(err, ErrLost) {
-		t.Errorf("token 2: %v", err)
+	for _, specs := range [][]string{{"*"}, {"vm"}, {"vm/1"}} {
+		if _, err := b.Collect(ParseFilter(specs, nil), 2); !errors.Is(err, ErrLost) {
+			t.Errorf("%v token 2: %v", specs, err)
+		}
+	}
+	// a filter of other classes (or none) lost nothing
+	for _, specs := range [][]string{{"network"}, nil} {
+		if _, err := b.Collect(ParseFilter(specs, nil), 2); err != nil {
+			t.Errorf("%v token 2: %v", specs, err)
+		}
 	}
 	got, err := b.Collect(ParseFilter([]string{"vm"}, nil), 3)
 	if err != nil || len(got.Events) != 2 || got.Counts[0] != 5 || b.Current() != 5 {
@@ -348,7 +356,7 @@ func TestProperty(t *testing.T) {
 			// random token check against the model
 			from := uint64(rng.IntN(int(index) + 2))
 			got, err := b.Collect(f, from)
-			floor := b.Floor()
+			floor := b.FloorFor(f)
 			switch {
 			case from < floor:
 				if !errors.Is(err, ErrLost) {
@@ -365,6 +373,7 @@ func TestProperty(t *testing.T) {
 				}
 			}
 			// retention: at most maxChanges kept, and every change after floor kept
+			floor = b.Floor()
 			kept := 0
 			for _, i := range m.idx {
 				if i > floor {

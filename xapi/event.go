@@ -16,8 +16,7 @@ import (
 )
 
 // maxEventWait is how long event.from waits when its timeout cannot be used
-// (negative, NaN, infinite or absurdly large), and how long one event.next
-// waits before it re-arms (xapi: 24 h).
+// (negative, NaN, infinite or absurdly large) (xapi: 24 h).
 const maxEventWait = 24 * time.Hour
 
 // maxCachedFilters bounds the cache of parsed subscription lists: clients
@@ -36,19 +35,11 @@ type eventHub struct {
 
 	mu      sync.Mutex
 	waiting map[string]map[*sessionWait]struct{} // session ref → waiting calls
-	legacy  map[string]*legacySub                // session ref → event.register state
+	legacy  map[string]*events.Queue             // session ref → event.register queue
 }
 
 type sessionWait struct {
 	cancel context.CancelCauseFunc
-}
-
-// legacySub is one session's event.register subscription and position.
-type legacySub struct {
-	mu     sync.Mutex
-	specs  map[string]struct{}
-	filter *events.Filter
-	pos    uint64
 }
 
 func (s *Server) eventHub() *eventHub { return s.events }
@@ -58,9 +49,9 @@ func (s *Server) eventHub() *eventHub { return s.events }
 func (s *Server) initEvents() {
 	h := &eventHub{
 		s:       s,
-		buf:     events.New(events.Config{}),
+		buf:     events.New(events.Config{MaxChanges: s.cfg.EventMaxChanges}),
 		waiting: map[string]map[*sessionWait]struct{}{},
-		legacy:  map[string]*legacySub{},
+		legacy:  map[string]*events.Queue{},
 	}
 	unsubscribe := s.store.Subscribe(h.publish)
 	// Every change after idx is published from here on; count objects as of idx.
@@ -269,6 +260,8 @@ func (m *eventMessages) From(ctx context.Context, call *Call, classes []string, 
 		from = idx
 	} else if from, err = events.ParseToken(token); err != nil {
 		return nil, datamodel.ErrEventFromTokenParseFailure(token)
+	} else if h.beyondHistory(from) {
+		return nil, datamodel.ErrEventsLost()
 	}
 	wctx, done, err := h.watchSession(ctx, string(call.Session))
 	if err != nil {
@@ -280,6 +273,22 @@ func (m *eventMessages) From(ctx context.Context, call *Call, classes []string, 
 		return nil, waitError(wctx, err)
 	}
 	return batchResult(b.Events, b.Token, h.buf.Classes(), b.Counts), nil
+}
+
+// beyondHistory reports a token that no host of the pool has reached: on the
+// leader (which has applied everything committed before its term) a token
+// beyond the commit index cannot come from this pool's history — a client of
+// an earlier incarnation of the pool, or a made-up token. xapi would wait for
+// its generation to get there and echo the token meanwhile, so the client
+// would silently miss every change up to it; it gets EVENTS_LOST instead and
+// re-reads everything. A follower cannot tell (it may be behind the leader
+// that gave the token): there the token waits, as does one between the
+// leader's applied and commit indexes.
+func (h *eventHub) beyondHistory(from uint64) bool {
+	if from <= h.buf.Current() || !h.s.store.IsLeader() {
+		return false
+	}
+	return from > h.s.store.Raft().CommitIndex()
 }
 
 // batchResult writes event.from's struct.
@@ -327,8 +336,8 @@ func writeEvents(w datamodel.Writer, evs []events.Event, timestamp string) {
 	w.EndArray()
 }
 
-// Register is event.register: it adds subscriptions to the session's queue,
-// which starts at the current point of history.
+// Register is event.register: it adds subscriptions to the session's queue
+// (created at the current point of history); they concern changes from now on.
 func (m *eventMessages) Register(ctx context.Context, call *Call, classes []string) error {
 	h, err := m.hub()
 	if err != nil {
@@ -336,53 +345,36 @@ func (m *eventMessages) Register(ctx context.Context, call *Call, classes []stri
 	}
 	ref := string(call.Session)
 	h.mu.Lock()
-	sub := h.legacy[ref]
-	if sub == nil {
-		sub = &legacySub{specs: map[string]struct{}{}, pos: h.buf.Current()}
-		h.legacy[ref] = sub
+	q := h.legacy[ref]
+	if q == nil {
+		q = h.buf.NewQueue(nil)
+		h.legacy[ref] = q
 	}
 	h.mu.Unlock()
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	for _, c := range classes {
-		sub.specs[c] = struct{}{}
-	}
-	sub.rebuild()
+	q.Register(classes)
 	return nil
 }
 
-// Unregister is event.unregister: it removes subscriptions.
+// Unregister is event.unregister: it removes subscriptions (the unread events
+// only they matched are dropped).
 func (m *eventMessages) Unregister(ctx context.Context, call *Call, classes []string) error {
 	h, err := m.hub()
 	if err != nil {
 		return err
 	}
 	h.mu.Lock()
-	sub := h.legacy[string(call.Session)]
+	q := h.legacy[string(call.Session)]
 	h.mu.Unlock()
-	if sub == nil {
-		return nil
+	if q != nil {
+		q.Unregister(classes)
 	}
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	for _, c := range classes {
-		delete(sub.specs, c)
-	}
-	sub.rebuild()
 	return nil
 }
 
-func (sub *legacySub) rebuild() {
-	specs := make([]string, 0, len(sub.specs))
-	for s := range sub.specs {
-		specs = append(specs, s)
-	}
-	sub.filter = events.ParseFilter(specs, nil)
-}
-
-// next is event.next: it blocks until the session's subscriptions match
-// something after its position, and returns those events (coalesced per
-// object, like event.from).
+// Next is event.next: it blocks until the session's queue has events and
+// returns them (coalesced per object, like event.from). EVENTS_LOST means a
+// change of a registered class was evicted from the event buffer before it was
+// read; the queue then continues from the current point.
 func (m *eventMessages) Next(ctx context.Context, call *Call) (any, error) {
 	evs, err := m.nextEvents(ctx, call)
 	if err != nil {
@@ -399,9 +391,9 @@ func (m *eventMessages) nextEvents(ctx context.Context, call *Call) ([]events.Ev
 	}
 	ref := string(call.Session)
 	h.mu.Lock()
-	sub := h.legacy[ref]
+	q := h.legacy[ref]
 	h.mu.Unlock()
-	if sub == nil {
+	if q == nil {
 		return nil, datamodel.ErrSessionNotRegistered(ref)
 	}
 	wctx, done, err := h.watchSession(ctx, ref)
@@ -409,28 +401,11 @@ func (m *eventMessages) nextEvents(ctx context.Context, call *Call) ([]events.Ev
 		return nil, err
 	}
 	defer done()
-	for {
-		sub.mu.Lock()
-		f, pos := sub.filter, sub.pos
-		sub.mu.Unlock()
-		b, err := h.buf.Wait(wctx, f, pos, maxEventWait)
-		if errors.Is(err, events.ErrLost) {
-			// The client re-registers and re-reads; start afresh from now.
-			sub.mu.Lock()
-			sub.pos = max(sub.pos, h.buf.Current())
-			sub.mu.Unlock()
-			return nil, datamodel.ErrEventsLost()
-		}
-		if err != nil {
-			return nil, waitError(wctx, err)
-		}
-		sub.mu.Lock()
-		sub.pos = max(sub.pos, b.Token)
-		sub.mu.Unlock()
-		if len(b.Events) > 0 {
-			return b.Events, nil
-		}
+	evs, err := q.Next(wctx)
+	if err != nil {
+		return nil, waitError(wctx, err)
 	}
+	return evs, nil
 }
 
 // GetCurrentID is event.get_current_id: the index of the last applied entry.
