@@ -209,6 +209,22 @@ func NewUUID() string {
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
+	return formatUUID(&b)
+}
+
+// NewRef returns a fresh random OpaqueRef (a version 4 UUID: 122 random bits).
+func NewRef() string { return "OpaqueRef:" + NewUUID() }
+
+// NewSecretRef returns an OpaqueRef of 128 random bits: 16 random bytes in
+// the 8-4-4-4-12 layout of a UUID, without fixing version or variant bits.
+// Session refs are bearer credentials and use it.
+func NewSecretRef() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "OpaqueRef:" + formatUUID(&b)
+}
+
+func formatUUID(b *[16]byte) string {
 	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])
 	s[8] = '-'
@@ -222,8 +238,81 @@ func NewUUID() string {
 	return string(s[:])
 }
 
-// NewRef returns a fresh random OpaqueRef (128 random bits).
-func NewRef() string { return "OpaqueRef:" + NewUUID() }
+// LocalAccountClass is an internal class of the replicated database, not
+// part of the XenAPI model: the pool's credentials, one record per account
+// (root and the local users of docs/rbac.md) with a salted password hash.
+// It has no messages and no events, is not in AllClasses, and is found only
+// by ClassByName (the store's lookup), not by ClassByLower (event classes).
+var LocalAccountClass = &Class{Name: "xapi_go_local_account", Lower: "xapi_go_local_account", Persist: true,
+	New: func() Object { return &LocalAccountRecord{} }}
+
+// LocalAccountRecord is a record of LocalAccountClass.
+type LocalAccountRecord struct {
+	Name string // name: "root" or the user name
+	Role string // role: the user's role ("" for root)
+	Hash string // hash: the salted password hash
+}
+
+// ClassInfo implements Object.
+func (r *LocalAccountRecord) ClassInfo() *Class { return LocalAccountClass }
+
+// Clone implements Object (a shallow copy).
+func (r *LocalAccountRecord) Clone() Object { c := *r; return &c }
+
+// Field implements Object.
+func (r *LocalAccountRecord) Field(i int) any {
+	switch i {
+	case 0:
+		return r.Name
+	case 1:
+		return r.Role
+	case 2:
+		return r.Hash
+	}
+	return nil
+}
+
+// SetField implements Object.
+func (r *LocalAccountRecord) SetField(i int, v any) error {
+	x, ok := v.(string)
+	if !ok || i < 0 || i > 2 {
+		return &DecodeError{Expected: "string", Got: describe(v), Field: strconv.Itoa(i)}
+	}
+	switch i {
+	case 0:
+		r.Name = x
+	case 1:
+		r.Role = x
+	case 2:
+		r.Hash = x
+	}
+	return nil
+}
+
+// WriteRecord implements Object; the hash is written only with internal
+// fields (the log and snapshots).
+func (r *LocalAccountRecord) WriteRecord(w Writer, internal bool) {
+	w.BeginStruct()
+	w.Member("name")
+	writestring(w, r.Name)
+	w.Member("role")
+	writestring(w, r.Role)
+	if internal {
+		w.Member("hash")
+		writestring(w, r.Hash)
+	}
+	w.EndStruct()
+}
+
+func init() {
+	LocalAccountClass.Fields = []*Field{
+		{Name: "name", DBName: "name", Type: Tstring, Qualifier: "StaticRO", Internal: true, Persist: true},
+		{Name: "role", DBName: "role", Type: Tstring, Qualifier: "DynamicRO", Internal: true, Persist: true},
+		{Name: "hash", DBName: "hash", Type: Tstring, Qualifier: "DynamicRO", Internal: true, Persist: true},
+	}
+	LocalAccountClass.init()
+	classByName[LocalAccountClass.Name] = LocalAccountClass
+}
 
 // Error is a XenAPI failure: a code and its string parameters, as carried in
 // ErrorDescription.

@@ -7,6 +7,7 @@ import "github.com/xapi-go/xapi-go/datamodel"
 func (s *Server) builtinImpl() *Impl {
 	impl := NewUnimplemented()
 	impl.Session = &sessionMessages{s: s}
+	impl.Auth = &authMessages{}
 	impl.VM = &vmMessages{s: s}
 	impl.Host = &hostMessages{s: s}
 	impl.Pool = &poolMessages{s: s}

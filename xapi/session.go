@@ -2,6 +2,7 @@ package xapi
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -128,7 +129,7 @@ func (s *Server) newSession(ctx context.Context, rec *datamodel.SessionRecord) (
 	rec.ThisHost = s.hostRef
 	rec.LastActive = now
 	rec.ValidationTime = now
-	ref := datamodel.NewRef()
+	ref := datamodel.NewSecretRef()
 	if err := s.apply(ctx, store.Create(ref, rec)); err != nil {
 		return "", err
 	}
@@ -150,8 +151,10 @@ func sessionGroup(r *datamodel.SessionRecord) (string, int) {
 	return "user:" + r.AuthUserName, maxSessionsPerGroup
 }
 
-// enforceSessionLimit destroys the least recently active sessions of the new
-// session's group beyond the group's limit.
+// enforceSessionLimit destroys the least recently active unused sessions of
+// the new session's group beyond the group's limit. As xapi's, a session that
+// is the session of a pending task is in use: it is neither destroyed nor
+// counted.
 func (s *Server) enforceSessionLimit(rec *datamodel.SessionRecord) {
 	group, limit := sessionGroup(rec)
 	if limit == 0 {
@@ -166,6 +169,11 @@ func (s *Server) enforceSessionLimit(rec *datamodel.SessionRecord) {
 	if len(same) <= limit {
 		return
 	}
+	busy := s.sessionsWithPendingTasks()
+	same = slices.DeleteFunc(same, func(e store.Entry) bool { return busy[e.Ref] })
+	if len(same) <= limit {
+		return
+	}
 	sort.Slice(same, func(i, j int) bool {
 		return same[i].Obj.(*datamodel.SessionRecord).LastActive.Before(same[j].Obj.(*datamodel.SessionRecord).LastActive)
 	})
@@ -176,6 +184,17 @@ func (s *Server) enforceSessionLimit(rec *datamodel.SessionRecord) {
 	s.goBackground(func(ctx context.Context) { s.deleteEach(ctx, ops) })
 }
 
+// sessionsWithPendingTasks is the set of sessions that pending tasks belong to.
+func (s *Server) sessionsWithPendingTasks() map[string]bool {
+	busy := map[string]bool{}
+	for _, e := range s.store.List(datamodel.TaskClass) {
+		if t := e.Obj.(*datamodel.TaskRecord); t.Status == datamodel.TaskStatusTypePending {
+			busy[string(t.Session)] = true
+		}
+	}
+	return busy
+}
+
 // deleteEach applies deletions one by one so a concurrent removal does not fail the rest.
 func (s *Server) deleteEach(ctx context.Context, ops []store.Op) {
 	for _, op := range ops {
@@ -183,8 +202,11 @@ func (s *Server) deleteEach(ctx context.Context, ops []store.Op) {
 	}
 }
 
-// sessionGC expires inactive sessions periodically (leader only).
+// sessionGC expires inactive sessions periodically (leader only). It also
+// starts, on every host, the sync of the pool's replicated credentials
+// (runAuthSync), which lives as long as the server's background work.
 func (s *Server) sessionGC(ctx context.Context, timeout time.Duration) {
+	s.goBackground(s.runAuthSync)
 	t := time.NewTicker(sessionGCInterval)
 	defer t.Stop()
 	for {
@@ -225,11 +247,11 @@ func (m *sessionMessages) LoginWithPassword(ctx context.Context, call *Call, una
 	rec := datamodel.NewSessionRecord()
 	rec.Originator = originator
 	switch {
-	case uname == "root" && s.auth.CheckRoot(pwd):
+	case uname == "root" && s.checkRoot(pwd):
 		rec.IsLocalSuperuser = true
 		rec.AuthUserName = "root"
 	default:
-		u, ok := s.auth.CheckUser(uname, pwd)
+		u, ok := s.checkUser(uname, pwd)
 		if !ok {
 			s.authFailureDelay(ctx)
 			return "", datamodel.NewError(datamodel.CodeSessionAuthenticationFailed, uname, "Authentication failure")
@@ -262,7 +284,7 @@ func (s *Server) authFailureDelay(ctx context.Context) {
 // SlaveLocalLoginWithPassword gives a local-only session to root on this host
 // (emergency mode), whether or not it is the master.
 func (m *sessionMessages) SlaveLocalLoginWithPassword(ctx context.Context, call *Call, uname, pwd string) (datamodel.SessionRef, error) {
-	if uname != "root" || !m.s.auth.CheckRoot(pwd) {
+	if uname != "root" || !m.s.checkRoot(pwd) {
 		m.s.authFailureDelay(ctx)
 		return "", datamodel.NewError(datamodel.CodeSessionAuthenticationFailed, uname, "Authentication failure")
 	}
@@ -285,7 +307,7 @@ func (s *Server) newLocalSession(rec *datamodel.SessionRecord) datamodel.Session
 	rec.UUID = datamodel.NewUUID()
 	rec.ThisHost = s.hostRef
 	rec.LastActive, rec.ValidationTime = now, now
-	ref := datamodel.NewRef()
+	ref := datamodel.NewSecretRef()
 	s.local.mu.Lock()
 	defer s.local.mu.Unlock()
 	if s.local.recs == nil {
@@ -349,10 +371,15 @@ func (m *sessionMessages) ChangePassword(ctx context.Context, call *Call, oldPwd
 	if !call.SessionRec.IsLocalSuperuser {
 		return datamodel.NewError(datamodel.CodeUserIsNotLocalSuperuser, call.SessionRec.AuthUserName)
 	}
-	if !m.s.auth.CheckRoot(oldPwd) {
+	if !m.s.checkRoot(oldPwd) {
 		return datamodel.NewError(datamodel.CodeChangePasswordRejected, "old password is not correct")
 	}
-	return m.s.auth.SetRootPassword(newPwd)
+	h, err := HashPassword(newPwd)
+	if err != nil {
+		return err
+	}
+	// the pool's replicated hash: every host checks against it at once
+	return m.s.setRootHash(ctx, h)
 }
 
 func (m *sessionMessages) GetAllSubjectIdentifiers(ctx context.Context, call *Call) ([]string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +145,142 @@ func TestFinishedTasksExpire(t *testing.T) {
 	if _, ok := s.store.Get(datamodel.TaskClass, pending); !ok {
 		t.Fatal("pending task removed")
 	}
+}
+
+// TestSessionCapAnonymous: root sessions without an originator share one
+// bucket of 400.
+func TestSessionCapAnonymous(t *testing.T) {
+	s := newInternalServer(t)
+	ctx := context.Background()
+	var first datamodel.SessionRef
+	for i := 0; i < maxSessionsAnonymous+5; i++ {
+		rec := datamodel.NewSessionRecord()
+		rec.IsLocalSuperuser, rec.AuthUserName = true, "root"
+		ref, err := s.newSession(ctx, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = ref
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for countSessions(s, "") > maxSessionsAnonymous && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := countSessions(s, ""); n != maxSessionsAnonymous {
+		t.Fatalf("anonymous sessions: %d, want %d", n, maxSessionsAnonymous)
+	}
+	if _, ok := s.store.Get(datamodel.SessionClass, string(first)); ok {
+		t.Fatal("the oldest session survived")
+	}
+}
+
+// TestSessionCapKeepsSessionsWithPendingTasks: a session that is the
+// session of a pending task is in use (xapi-semantics §3.6): the cap neither
+// destroys nor counts it; once its task has finished it is unused again.
+func TestSessionCapKeepsSessionsWithPendingTasks(t *testing.T) {
+	s := newInternalServer(t)
+	ctx := context.Background()
+	mk := func() datamodel.SessionRef {
+		rec := datamodel.NewSessionRecord()
+		rec.IsLocalSuperuser, rec.AuthUserName, rec.Originator = true, "root", "XO"
+		ref, err := s.newSession(ctx, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	busy, finished := mk(), mk()
+	task := func(sess datamodel.SessionRef, status datamodel.TaskStatusType) {
+		rec := s.newTaskRecord("t", "", sess)
+		rec.Status = status
+		if err := s.apply(ctx, store.Create(datamodel.NewRef(), rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	task(busy, datamodel.TaskStatusTypePending)
+	task(finished, datamodel.TaskStatusTypeSuccess)
+	for i := 0; i < maxSessionsPerGroup+3; i++ {
+		mk()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for countSessions(s, "XO") > maxSessionsPerGroup+1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := countSessions(s, "XO"); n != maxSessionsPerGroup+1 {
+		t.Fatalf("sessions: %d, want %d unused + 1 in use", n, maxSessionsPerGroup)
+	}
+	if _, ok := s.store.Get(datamodel.SessionClass, string(busy)); !ok {
+		t.Fatal("the session of a pending task was destroyed")
+	}
+	if _, ok := s.store.Get(datamodel.SessionClass, string(finished)); ok {
+		t.Fatal("the oldest unused session survived")
+	}
+}
+
+// TestSessionRefsAre128BitRandom: session refs carry 128 random bits (no
+// fixed UUID version or variant), unlike other refs (uuid v4).
+func TestSessionRefsAre128BitRandom(t *testing.T) {
+	versions, variants := map[byte]bool{}, map[byte]bool{}
+	seen := map[string]bool{}
+	for range 2000 {
+		r := datamodel.NewSecretRef()
+		id, ok := strings.CutPrefix(r, "OpaqueRef:")
+		if !ok || len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' || seen[r] {
+			t.Fatalf("bad or repeated ref %q", r)
+		}
+		seen[r] = true
+		versions[id[14]], variants[id[19]] = true, true
+	}
+	// every nibble value shows up in 2000 draws (P(miss) ≈ 16·(15/16)^2000)
+	if len(versions) != 16 || len(variants) != 16 {
+		t.Fatalf("version nibbles %d, variant nibbles %d: not 128 random bits", len(versions), len(variants))
+	}
+	// the refs of real sessions are made so
+	s := newInternalServer(t)
+	versions = map[byte]bool{}
+	for range 64 {
+		rec := datamodel.NewSessionRecord()
+		rec.IsLocalSuperuser, rec.AuthUserName = true, "root"
+		ref, err := s.newSession(context.Background(), rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions[string(ref)[len("OpaqueRef:")+14]] = true
+		versions[string(s.newLocalSession(rec))[len("OpaqueRef:")+14]] = true
+	}
+	if len(versions) < 4 {
+		t.Fatalf("session refs have a fixed version nibble: %v", versions)
+	}
+}
+
+// TestSessionLocalLogout: a slave_local_login_with_password session works
+// on this host only and ends with session.local_logout.
+func TestSessionLocalLogout(t *testing.T) {
+	s, u := authTestServer(t, nil, NewMemoryAuth("pw"))
+	if _, e := call(t, u, "session.slave_local_login_with_password", "root", "wrong"); e == nil || e[0] != "SESSION_AUTHENTICATION_FAILED" {
+		t.Fatalf("wrong password: %v", e)
+	}
+	ls := mustCallURL(t, u, "session.slave_local_login_with_password", "root", "pw").(string)
+	if _, ok := s.store.Get(datamodel.SessionClass, ls); ok {
+		t.Fatal("a local session is replicated")
+	}
+	mustCallURL(t, u, "pool.get_all", ls)
+	mustCallURL(t, u, "session.local_logout", ls)
+	if _, e := call(t, u, "pool.get_all", ls); e == nil || e[0] != "SESSION_INVALID" {
+		t.Fatalf("after local_logout: %v", e)
+	}
+	if _, ok := s.localSession(ls); ok {
+		t.Fatal("local session kept")
+	}
+	// a pool-secret local session too
+	ps := mustCallURL(t, u, "session.slave_local_login", s.auth.PoolSecret()).(string)
+	mustCallURL(t, u, "session.local_logout", ps)
+	if _, e := call(t, u, "pool.get_all", ps); e == nil || e[0] != "SESSION_INVALID" {
+		t.Fatalf("after local_logout: %v", e)
+	}
+	// other sessions are untouched
+	rs := mustCallURL(t, u, "session.login_with_password", "root", "pw").(string)
+	mustCallURL(t, u, "pool.get_all", rs)
 }

@@ -15,7 +15,10 @@ func init() {
 }
 
 // runUser implements `xapid user add --data-dir D --name N --role R --password P`
-// and `xapid user list --data-dir D`. The daemon reads users when it starts.
+// and `xapid user list --data-dir D`. A user added is pending in
+// DATA/auth-pending.json: the xapid running on that data directory adds it
+// to the pool's replicated accounts within seconds (or at its next start),
+// after which every host of the pool knows it.
 func runUser(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list") {
 		fmt.Fprintln(stderr, "usage: xapid user add --data-dir DIR --name NAME --role ROLE --password PW\n       xapid user list --data-dir DIR")
@@ -49,8 +52,9 @@ func runUser(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "xapid: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "user %s added with role %s; restart xapid to apply\n", *name, *role)
+		fmt.Fprintf(stdout, "user %s added with role %s; the xapid of this data directory applies it to the pool within seconds (at its next start if it is not running)\n", *name, *role)
 	case "list":
+		// this host's copy of the pool's users, with the pending ones
 		for _, u := range auth.Users() {
 			fmt.Fprintf(stdout, "%s\t%s\n", u.Name, u.Role)
 		}
