@@ -24,7 +24,10 @@ BENCH_OUT ?= $(VAR)/bench.txt
 # packages whose unit tests run under the race detector in `make test`
 # (everything but the real-client tests, which run once against the binary)
 UNIT_PKGS  = $(shell $(GO) list ./... | grep -v '/tests/')
-STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo "$$($(GO) env GOPATH)/bin/staticcheck")
+# staticcheck: the one in PATH or GOPATH/bin, else `go run` of the pinned
+# version (keep STATICCHECK_VERSION equal to staticcheck_version in .ci/run)
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || { p="$$($(GO) env GOPATH)/bin/staticcheck"; [ -x "$$p" ] && echo "$$p"; } || echo "$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)")
 # directories holding generated *.gen.go files
 GEN_DIRS  := datamodel xapi
 
@@ -32,19 +35,21 @@ GEN_DIRS  := datamodel xapi
 
 help: ## list the targets
 	@echo "xapi-go make targets:"
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort -t: -k1,1 | \
+		awk 'BEGIN {FS = ":.*## "} {name[NR] = $$1; text[NR] = $$2; if (length($$1) > w) w = length($$1)} \
+			END {for (i = 1; i <= NR; i++) printf "  %-*s  %s\n", w, name[i], text[i]}'
 	@echo
-	@echo "Variables: FUZZTIME=$(FUZZTIME) BENCHTIME=$(BENCHTIME) RUN_LISTEN=$(RUN_LISTEN) RUN_DATA=$(RUN_DATA)"
+	@echo "Variables: RUN_LISTEN=$(RUN_LISTEN) RUN_TLS_LISTEN=$(RUN_TLS_LISTEN) RUN_DATA=$(RUN_DATA)"
+	@echo "           POOL_PORT=$(POOL_PORT) POOL_HOSTS=$(POOL_HOSTS) POOL_DATA=$(POOL_DATA) FUZZTIME=$(FUZZTIME) BENCHTIME=$(BENCHTIME)"
 
 build: ## build bin/xapid (the daemon) and bin/xapigen (the code generator)
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/xapid ./cmd/xapid
 	$(GO) build -o $(BIN)/xapigen ./cmd/xapigen
 
-run: build ## start one host on $(RUN_LISTEN) (HTTPS $(RUN_TLS_LISTEN)), data under ./var/
+run: build ## start one host on RUN_LISTEN (HTTPS on RUN_TLS_LISTEN), data under RUN_DATA (values below)
 	@mkdir -p $(RUN_DATA)
-	@pw="$(CURDIR)/$(RUN_DATA)/root-password"; \
+	@pw="$(abspath $(RUN_DATA))/root-password"; \
 	echo "== xapid: http://$(RUN_LISTEN)/  https://$(RUN_TLS_LISTEN)/ (self-signed)  data: $(RUN_DATA)"; \
 	if [ -n "$${XAPI_ROOT_PASSWORD:-}" ]; then \
 		echo "== root password: the value of \$$XAPI_ROOT_PASSWORD"; \
@@ -144,7 +149,6 @@ lint: ## gofmt -l, go vet, staticcheck
 	@files=$$(find . -name '*.go' -not -path './tests/clients/node_modules/*' -not -path './var/*' | xargs gofmt -l); \
 	if [ -n "$$files" ]; then echo "gofmt would change:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
-	@[ -x "$(STATICCHECK)" ] || { echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2"; exit 1; }
 	$(STATICCHECK) ./...
 
 clean: ## remove bin/ (var/ with the run data is kept)

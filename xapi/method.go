@@ -100,3 +100,14 @@ func refsResult(refs []string) ResultFunc {
 		w.EndArray()
 	}
 }
+
+// HasMessage reports whether the model has the client-callable message name
+// (e.g. "message.get_all_records"), implicit or explicit.
+func HasMessage(name string) bool {
+	for _, m := range methodTable() {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
+}

@@ -31,6 +31,9 @@ type Config struct {
 	Impl *Impl
 	// Override, if set, may replace parts of the built-in implementation (tests).
 	Override func(impl *Impl)
+	// EventMaxChanges bounds the event buffer's retained changes
+	// (0: events.DefaultMaxChanges).
+	EventMaxChanges int
 	// Other serves non-RPC HTTP requests other than the stats handlers
 	// (/rrd_updates, /host_rrd(s), /vm_rrd(s)); nil means 404.
 	Other http.Handler

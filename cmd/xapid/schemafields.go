@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/xapi-go/xapi-go/datamodel"
+	"github.com/xapi-go/xapi-go/xapi"
 )
 
 func init() {
@@ -47,7 +48,7 @@ func toFieldType(t *datamodel.Type) *fieldType {
 func schemaFields() map[string]map[string]*fieldType {
 	out := map[string]map[string]*fieldType{}
 	for _, c := range datamodel.AllClasses() {
-		if !c.GetAll {
+		if !c.GetAll && !xapi.HasMessage(c.Name+".get_all_records") {
 			continue
 		}
 		fields := map[string]*fieldType{}

@@ -50,7 +50,7 @@ func parseServeFlags(args []string, getenv func(string) string, output io.Writer
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "plain-HTTP API address (XML-RPC on /, /RPC2, /xmlrpc; JSON-RPC on /jsonrpc)")
 	fs.StringVar(&o.TLSListen, "tls-listen", "", "HTTPS API address (self-signed RSA certificate kept in the data dir); empty: no HTTPS")
 	fs.StringVar(&o.RootPassword, "root-password", "", "set the root password (default: $"+envRootPassword+"; if both are empty, keep the stored one or generate one on first start)")
-	fs.StringVar(&o.RaftAddr, "raft-addr", "", "raft TCP address (default: listen host, listen port+1; port 0 if the listen port is 0)")
+	fs.StringVar(&o.RaftAddr, "raft-addr", "", "raft TCP address (default: listen host, listen port+1, or port+2 when --tls-listen uses port+1; port 0 if the listen port is 0)")
 	fs.StringVar(&o.NodeID, "node-id", "", "raft node id; overrides the one stored in DATA/node-id (default: the stored one; for a data dir from before node ids were stored, the hostname; else a new uuid, which becomes the host's uuid)")
 	fs.StringVar(&o.Hostname, "hostname", "", "host name shown as host.hostname/name_label on first start (default: os.Hostname)")
 	fs.StringVar(&o.Address, "address", "", "management IP shown as host.address (default: the listen IP, or the first non-loopback IP when listening on all addresses)")
@@ -92,13 +92,45 @@ func parseServeFlags(args []string, getenv func(string) string, output io.Writer
 		o.Address = managementAddress(o.Listen)
 	}
 	if o.RaftAddr == "" {
-		ra, err := defaultRaftAddr(o.Listen, o.Address)
+		ra, err := defaultRaftAddr(o.Listen, o.Address, o.TLSListen)
 		if err != nil {
 			return nil, err
 		}
 		o.RaftAddr = ra
+	} else {
+		if _, _, err := splitHostPort(o.RaftAddr); err != nil {
+			return nil, fmt.Errorf("--raft-addr: %w", err)
+		}
+		if addrsClash(o.RaftAddr, o.Listen) {
+			return nil, fmt.Errorf("--raft-addr %s and --listen %s use the same port", o.RaftAddr, o.Listen)
+		}
+		if o.TLSListen != "" && addrsClash(o.RaftAddr, o.TLSListen) {
+			return nil, fmt.Errorf("--raft-addr %s and --tls-listen %s use the same port", o.RaftAddr, o.TLSListen)
+		}
+	}
+	if o.TLSListen != "" && addrsClash(o.Listen, o.TLSListen) {
+		return nil, fmt.Errorf("--listen %s and --tls-listen %s use the same port", o.Listen, o.TLSListen)
 	}
 	return o, nil
+}
+
+// addrsClash reports whether two ADDR:PORT would bind the same socket: the
+// same non-zero port on the same host, or on any host when either binds to
+// all addresses.
+func addrsClash(a, b string) bool {
+	ha, pa, err1 := splitHostPort(a)
+	hb, pb, err2 := splitHostPort(b)
+	if err1 != nil || err2 != nil || pa == 0 || pa != pb {
+		return false
+	}
+	if isUnspecifiedHost(ha) || isUnspecifiedHost(hb) {
+		return true
+	}
+	ipa, ipb := net.ParseIP(ha), net.ParseIP(hb)
+	if ipa != nil && ipb != nil {
+		return ipa.Equal(ipb)
+	}
+	return strings.EqualFold(ha, hb)
 }
 
 // splitHostPort splits ADDR:PORT and checks the port.
@@ -115,10 +147,11 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 // defaultRaftAddr derives the raft address from the API listen address: the
-// same host with port+1, or port 0 (any free port) when the API port is 0.
-// Raft must advertise a concrete address, so an unspecified listen host
-// (0.0.0.0, ::, empty) is replaced by the management address.
-func defaultRaftAddr(listen, mgmtAddr string) (string, error) {
+// same host with port+1 (port+2 when the HTTPS listen address tlsListen, if
+// any, is on port+1), or port 0 (any free port) when the API port is 0. Raft
+// must advertise a concrete address, so an unspecified listen host (0.0.0.0,
+// ::, empty) is replaced by the management address.
+func defaultRaftAddr(listen, mgmtAddr, tlsListen string) (string, error) {
 	host, port, err := splitHostPort(listen)
 	if err != nil {
 		return "", err
@@ -126,14 +159,16 @@ func defaultRaftAddr(listen, mgmtAddr string) (string, error) {
 	if isUnspecifiedHost(host) {
 		host = mgmtAddr
 	}
-	rport := 0
-	if port != 0 {
-		if port == 65535 {
-			return "", fmt.Errorf("cannot derive a raft port from %q: give --raft-addr", listen)
-		}
-		rport = port + 1
+	if port == 0 {
+		return net.JoinHostPort(host, "0"), nil
 	}
-	return net.JoinHostPort(host, strconv.Itoa(rport)), nil
+	for rport := port + 1; rport <= port+2 && rport <= 65535; rport++ {
+		addr := net.JoinHostPort(host, strconv.Itoa(rport))
+		if tlsListen == "" || !addrsClash(addr, tlsListen) {
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("cannot derive a raft port from %q: give --raft-addr", listen)
 }
 
 // raftAdvertiseAddr is the address raft advertises when it binds to all
@@ -290,9 +325,10 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Wri
 	handler := newSwapHandler(bootingHandler(log))
 	errc := make(chan error, 2)
 	var servers []*http.Server
+	var urls []string
 	startHTTP := func(l net.Listener, scheme string, hs *http.Server) {
 		servers = append(servers, hs)
-		log.Info("serving XenAPI", "url", scheme+"://"+l.Addr().String()+"/", "raft", o.RaftAddr, "data_dir", o.DataDir)
+		urls = append(urls, scheme+"://"+l.Addr().String()+"/")
 		go func() {
 			var err error
 			if hs.TLSConfig != nil {
@@ -323,6 +359,15 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, stderr io.Wri
 			return err
 		}
 		handler.swap(g.srv.Handler())
+		if urls != nil {
+			// announced once the listeners, the store and the API server
+			// of the first generation are up (a busy raft port fails
+			// before this)
+			for _, u := range urls {
+				log.Info("serving XenAPI", "url", u, "raft", o.RaftAddr, "data_dir", o.DataDir)
+			}
+			urls = nil
+		}
 		var serveErr error
 		var restart *xapi.Restart
 		select {

@@ -85,13 +85,64 @@ func TestDefaultRaftAddr(t *testing.T) {
 		{"[::1]:443", "x", "[::1]:444"},
 		{"[::]:443", "2001:db8::1", "[2001:db8::1]:444"},
 	} {
-		got, err := defaultRaftAddr(tc.listen, tc.mgmt)
+		got, err := defaultRaftAddr(tc.listen, tc.mgmt, "")
 		if err != nil || got != tc.want {
 			t.Errorf("defaultRaftAddr(%q, %q) = %q, %v; want %q", tc.listen, tc.mgmt, got, err, tc.want)
 		}
 	}
-	if _, err := defaultRaftAddr("127.0.0.1:65535", "x"); err == nil {
+	if _, err := defaultRaftAddr("127.0.0.1:65535", "x", ""); err == nil {
 		t.Error("port 65535: no error")
+	}
+}
+
+// The default raft port (listen port+1) moves to port+2 when --tls-listen
+// takes port+1 on the same (or every) address.
+func TestDefaultRaftAddrAvoidsTLSListen(t *testing.T) {
+	for _, tc := range []struct{ listen, mgmt, tls, want string }{
+		{"127.0.0.1:8080", "x", "127.0.0.1:8081", "127.0.0.1:8082"},
+		{"127.0.0.1:8080", "x", "0.0.0.0:8081", "127.0.0.1:8082"},
+		{"0.0.0.0:8080", "192.0.2.4", "0.0.0.0:8081", "192.0.2.4:8082"},
+		{"0.0.0.0:8080", "192.0.2.4", "192.0.2.4:8081", "192.0.2.4:8082"},
+		{"127.0.0.1:8080", "x", "127.0.0.2:8081", "127.0.0.1:8081"}, // another address: no clash
+		{"127.0.0.1:8080", "x", "127.0.0.1:8443", "127.0.0.1:8081"},
+		{"127.0.0.1:0", "x", "127.0.0.1:1", "127.0.0.1:0"},
+	} {
+		got, err := defaultRaftAddr(tc.listen, tc.mgmt, tc.tls)
+		if err != nil || got != tc.want {
+			t.Errorf("defaultRaftAddr(%q, %q, %q) = %q, %v; want %q", tc.listen, tc.mgmt, tc.tls, got, err, tc.want)
+		}
+	}
+	if _, err := defaultRaftAddr("127.0.0.1:65534", "x", "127.0.0.1:65535"); err == nil {
+		t.Error("port 65534 with TLS on 65535: no error")
+	}
+	o, err := parseServeFlags([]string{"--data-dir", "d", "--listen", "127.0.0.1:9000", "--tls-listen", "127.0.0.1:9001"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.RaftAddr != "127.0.0.1:9002" {
+		t.Errorf("RaftAddr = %q, want 127.0.0.1:9002 (port+1 is the TLS port)", o.RaftAddr)
+	}
+}
+
+// An explicit --raft-addr on the API or HTTPS port is refused before
+// anything starts.
+func TestParseServeFlagsAddressClash(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "127.0.0.1:9000", "--tls-listen", "127.0.0.1:9001", "--raft-addr", "127.0.0.1:9001"}, "--raft-addr 127.0.0.1:9001 and --tls-listen"},
+		{[]string{"--listen", "127.0.0.1:9000", "--raft-addr", "0.0.0.0:9000"}, "and --listen 127.0.0.1:9000 use the same port"},
+		{[]string{"--listen", "127.0.0.1:9000", "--tls-listen", "0.0.0.0:9000"}, "--listen 127.0.0.1:9000 and --tls-listen"},
+		{[]string{"--raft-addr", "nope"}, "--raft-addr"},
+	} {
+		_, err := parseServeFlags(append([]string{"--data-dir", "d"}, tc.args...), env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := parseServeFlags([]string{"--data-dir", "d", "--listen", "127.0.0.1:9000", "--tls-listen", "127.0.0.2:9000", "--raft-addr", "127.0.0.3:9000"}, env(nil), io.Discard); err != nil {
+		t.Errorf("same port on different addresses: %v", err)
 	}
 }
 

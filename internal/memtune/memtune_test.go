@@ -16,7 +16,7 @@ func TestPolicyLimit(t *testing.T) {
 		want int64
 	}{
 		{"floor for a small heap", Default, 10 << 20, 128 << 20},
-		{"margin above a large heap", Default, 200 << 20, 200<<20*3/2 + 32<<20},
+		{"margin above a large heap", Default, 200 << 20, 200<<20*3/2 + int64(Default.Slack)},
 		{"factor below 1.25 is raised", Policy{Factor: 1}, 100 << 20, 125 << 20},
 		{"huge heap saturates", Policy{Factor: 2}, math.MaxUint64 / 2, math.MaxInt64},
 	} {

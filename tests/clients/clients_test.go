@@ -21,11 +21,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -199,8 +201,9 @@ func jsonCall(baseURL, method string, params ...any) (json.RawMessage, error) {
 
 var jsonClient = &http.Client{Timeout: 10 * time.Second}
 
-// runClient runs a client script, logging its output, and fails on a non-zero exit.
-func runClient(t *testing.T, dir string, name string, args ...string) {
+// runClient runs a client script, logging its output, and fails on a non-zero
+// exit. It returns the script's output.
+func runClient(t *testing.T, dir string, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -215,6 +218,69 @@ func runClient(t *testing.T, dir string, name string, args ...string) {
 	if err != nil {
 		t.Fatalf("%s failed: %v (its output is above)", filepath.Base(args[0]), err)
 	}
+	return string(out)
+}
+
+// sessionRefLine is how a client script reports a session ref it used.
+var sessionRefLine = regexp.MustCompile(`(?m)^session-ref (OpaqueRef:[0-9a-fA-F-]+)\s*$`)
+
+// sessionRefs collects the session refs the scripts print and the Go code
+// uses, to check that none of them is ever written to the server's log.
+type sessionRefs struct {
+	mu   sync.Mutex
+	refs []string
+}
+
+func (s *sessionRefs) add(refs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refs = append(s.refs, refs...)
+}
+
+func (s *sessionRefs) fromOutput(out string) {
+	for _, m := range sessionRefLine.FindAllStringSubmatch(out, -1) {
+		s.add(m[1])
+	}
+}
+
+func (s *sessionRefs) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.refs...)
+}
+
+// login logs in over JSON-RPC and returns the session ref.
+func login(t *testing.T, url string) string {
+	t.Helper()
+	raw, err := jsonCall(url, "session.login_with_password", rootUser, rootPassword)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || !strings.HasPrefix(s, "OpaqueRef:") {
+		t.Fatalf("login returned %s", raw)
+	}
+	return s
+}
+
+// refUUIDs is the ref -> uuid map of every record of a class.
+func refUUIDs(t *testing.T, url, sess, class string) map[string]string {
+	t.Helper()
+	raw, err := jsonCall(url, class+".get_all_records", sess)
+	if err != nil {
+		t.Fatalf("%s.get_all_records: %v", class, err)
+	}
+	var recs map[string]struct {
+		UUID string `json:"uuid"`
+	}
+	if err := json.Unmarshal(raw, &recs); err != nil {
+		t.Fatalf("%s.get_all_records: %v", class, err)
+	}
+	m := make(map[string]string, len(recs))
+	for ref, r := range recs {
+		m[ref] = r.UUID
+	}
+	return m
 }
 
 func certSHA256(t *testing.T, httpsURL string) string {
@@ -238,6 +304,7 @@ func TestRealClients(t *testing.T) {
 	bin := xapidBinary(t, repoRoot(t))
 	dataDir := t.TempDir()
 	d := startDaemon(t, bin, dataDir, rootPassword)
+	var refs sessionRefs
 
 	t.Run("XenAPI.py", func(t *testing.T) {
 		if python == "" {
@@ -252,7 +319,7 @@ func TestRealClients(t *testing.T) {
 		if err := os.WriteFile(fields, out, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		runClient(t, dir, python, "xenapi_conformance.py", d.HTTPURL, rootUser, rootPassword, fields)
+		refs.fromOutput(runClient(t, dir, python, "xenapi_conformance.py", d.HTTPURL, rootUser, rootPassword, fields))
 	})
 	t.Run("xen-api/http", func(t *testing.T) {
 		if node == "" {
@@ -312,19 +379,91 @@ func TestRealClients(t *testing.T) {
 		runClient(t, dir, node, "xenapi_vm.mjs", d.HTTPURL, rootUser, rootPassword, "xml-rpc")
 	})
 
+	// No session ref ever reaches the server's log (at debug level, which
+	// logs every call): a session ref is a bearer credential. Besides the
+	// scripts' sessions, one from Go makes a good call, a failing one and a
+	// bad-ref call, then logs out and is used once more.
+	t.Run("session refs not logged", func(t *testing.T) {
+		s := login(t, d.HTTPURL)
+		refs.add(s)
+		if _, err := jsonCall(d.HTTPURL, "pool.get_all_records", s); err != nil {
+			t.Fatal(err)
+		}
+		bad := "OpaqueRef:00000000-0000-0000-0000-00000000dead"
+		if _, err := jsonCall(d.HTTPURL, "VM.get_record", s, bad); err == nil || !strings.Contains(err.Error(), "HANDLE_INVALID") {
+			t.Errorf("VM.get_record(bad ref): want HANDLE_INVALID, got %v", err)
+		}
+		if _, err := jsonCall(d.HTTPURL, "VM.set_name_label", s); err == nil {
+			t.Error("VM.set_name_label with a missing argument: no error")
+		}
+		if _, err := jsonCall(d.HTTPURL, "session.logout", s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := jsonCall(d.HTTPURL, "pool.get_all", s); err == nil || !strings.Contains(err.Error(), "SESSION_INVALID") {
+			t.Errorf("call after logout: want SESSION_INVALID, got %v", err)
+		}
+		used := refs.list()
+		if python != "" && len(used) < 3 {
+			t.Errorf("only %d session refs collected (xenapi_conformance.py prints its own as `session-ref REF`): %q", len(used), used)
+		}
+		log := d.out.String()
+		if !strings.Contains(log, "level=DEBUG") {
+			t.Fatalf("the server log has no debug lines; the check needs --log-level debug")
+		}
+		for _, r := range used {
+			if strings.Contains(log, r) || strings.Contains(log, strings.TrimPrefix(r, "OpaqueRef:")) {
+				i := strings.Index(log, strings.TrimPrefix(r, "OpaqueRef:"))
+				line := log[strings.LastIndex(log[:i], "\n")+1:]
+				if j := strings.IndexByte(line, '\n'); j >= 0 {
+					line = line[:j]
+				}
+				t.Errorf("session ref %s appears in the server log:\n%s", r, line)
+			}
+		}
+		t.Logf("checked %d session refs against %d bytes of debug log", len(used), len(log))
+	})
+
 	// A restart keeps the TLS certificate (clients pin its thumbprint), the
 	// root password (no --root-password given now) and the pool's identity.
 	t.Run("restart", func(t *testing.T) {
 		thumb := certSHA256(t, d.HTTPSURL)
-		sess, err := jsonCall(d.HTTPURL, "session.login_with_password", rootUser, rootPassword)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s string
-		_ = json.Unmarshal(sess, &s)
+		s := login(t, d.HTTPURL)
 		pools1, err := jsonCall(d.HTTPURL, "pool.get_all", s)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// a renamed VM and a new VDI must come back as they were
+		vms := refUUIDs(t, d.HTTPURL, s, "VM")
+		var vm string
+		for ref := range vms {
+			if vm == "" || ref < vm {
+				vm = ref
+			}
+		}
+		newName := "renamed before restart " + vms[vm]
+		if _, err := jsonCall(d.HTTPURL, "VM.set_name_label", s, vm, newName); err != nil {
+			t.Fatal(err)
+		}
+		srs := refUUIDs(t, d.HTTPURL, s, "SR")
+		var sr string
+		for ref := range srs {
+			if sr == "" || ref < sr {
+				sr = ref
+			}
+		}
+		if _, err := jsonCall(d.HTTPURL, "VDI.create", s, map[string]any{
+			"SR": sr, "name_label": "kept across restart", "virtual_size": "1048576", "type": "user",
+			"sharable": false, "read_only": false, "other_config": map[string]string{},
+		}); err != nil {
+			t.Fatalf("VDI.create: %v", err)
+		}
+		classes := []string{"host", "VM", "SR", "network", "PIF", "VDI"}
+		before := map[string]map[string]string{}
+		for _, c := range classes {
+			before[c] = refUUIDs(t, d.HTTPURL, s, c)
+			if len(before[c]) == 0 {
+				t.Errorf("no %s record before the restart: nothing to compare", c)
+			}
 		}
 		d.stop(t)
 
@@ -332,7 +471,7 @@ func TestRealClients(t *testing.T) {
 		if got := certSHA256(t, d2.HTTPSURL); got != thumb {
 			t.Errorf("certificate changed across restart: sha256 %s -> %s", thumb, got)
 		}
-		sess, err = jsonCall(d2.HTTPURL, "session.login_with_password", rootUser, rootPassword)
+		sess, err := jsonCall(d2.HTTPURL, "session.login_with_password", rootUser, rootPassword)
 		if err != nil {
 			t.Fatalf("login after restart without --root-password: %v", err)
 		}
@@ -343,6 +482,21 @@ func TestRealClients(t *testing.T) {
 		}
 		if string(pools1) != string(pools2) {
 			t.Errorf("pool refs changed across restart: %s -> %s", pools1, pools2)
+		}
+		for _, c := range classes {
+			after := refUUIDs(t, d2.HTTPURL, s, c)
+			if !maps.Equal(before[c], after) {
+				t.Errorf("%s ref -> uuid changed across restart:\nbefore %v\nafter  %v", c, before[c], after)
+			}
+		}
+		raw, err := jsonCall(d2.HTTPURL, "VM.get_name_label", s, vm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		_ = json.Unmarshal(raw, &got)
+		if got != newName {
+			t.Errorf("VM %s name_label after restart: %q, want %q", vm, got, newName)
 		}
 		d2.stop(t)
 	})

@@ -136,6 +136,267 @@ def check_fields(schema, cls, ref, rec, out):
             out.append("%s %s: field %s is not a public field of the class" % (cls, ref, name))
 
 
+# --- writes on every class -------------------------------------------------
+
+# Classes on which the conformance run writes nothing, with the reason. Every
+# class with get_all_records must either be written or be listed here: a
+# class that is neither fails the run.
+NO_WRITE = {
+    "role": "read-only: the RBAC roles are fixed by xapi (no setter, no create)",
+    "Certificate": "no records and no create: certificates come from host.install_server_certificate / pool.install_ca_certificate",
+    "Driver_variant": "no records and no create: driver variants are reported by the host's driver tool",
+    "Host_driver": "no records and no create: host drivers are reported by the host's driver tool",
+    "Feature": "no records and no create: features come from the host's licence",
+    "VGPU_type": "no records and no create: vGPU types come from the host's GPUs",
+    "PCI": "no records and no create: PCI devices are discovered on the host",
+    "PGPU": "no records and no create: physical GPUs are discovered on the host",
+    "PUSB": "no records and no create: USB devices are discovered on the host",
+    "VM_guest_metrics": "no records and no create: written by a running guest's agent",
+    "crashdump": "no records and no create: a crashed domain leaves one",
+    "host_crashdump": "no records and no create: a host crash leaves one",
+    "host_patch": "no records and no create: deprecated patch mechanism",
+    "pool_patch": "no records and no create: deprecated patch mechanism",
+    "pool_update": "no records and no create: pool_update.introduce needs an update ISO VDI",
+    "PVS_server": "no records and no create: PVS_server.introduce needs a PVS site and farm addresses",
+    "PVS_site": "no records and no create: PVS_site.introduce registers an external PVS farm",
+    "Repository": "no records and no create: Repository.introduce needs a reachable yum repository",
+    "SDN_controller": "no records and no create: SDN_controller.introduce needs a reachable controller",
+    # classes that are empty on a fresh host and whose create takes
+    # positional arguments naming hardware or external services
+    "Bond": "empty; Bond.create needs two or more PIFs of physical NICs",
+    "Cluster": "empty; Cluster.create needs a clustering daemon (xapi-clusterd) and a management PIF set up for it",
+    "Cluster_host": "empty; Cluster_host.create needs a Cluster",
+    "DR_task": "empty; DR_task.create probes a remote storage target for metadata VDIs",
+    "network_sriov": "empty; network_sriov.create needs an SR-IOV capable PIF",
+    "VGPU": "empty; VGPU.create needs a GPU_group with a PGPU",
+    "VUSB": "empty; VUSB.create needs a USB_group with a PUSB",
+    "PVS_proxy": "empty; PVS_proxy.create needs a PVS_site",
+    # written through their existing records; never created
+    "SR": "SR.create would need a storage backend (written through an existing record)",
+    "host": "host.create is internal to pool.join (written through an existing record)",
+}
+
+# Positional constructors (not <cls>.create(record)): a function of the
+# context returning the argument list.
+POSITIONAL_CREATE = {
+    "task": lambda c: ["xapi-go conformance task", "made by xenapi_conformance.py"],
+    "message": lambda c: ["XAPI_GO_CONFORMANCE", "5", "pool", c["pool_uuid"], "made by xenapi_conformance.py"],
+    "VTPM": lambda c: [c["vm"], False],
+    "VLAN": lambda c: [c["pif"], "3999", c["network"]],
+    "tunnel": lambda c: [c["pif"], c["network"]],
+    "blob": lambda c: ["text/plain", False],
+    "GPU_group": lambda c: ["xapi-go conformance", "", {}],
+    "USB_group": lambda c: ["xapi-go conformance", "", {}],
+}
+
+# Enum values to try when no record of the database shows one (the schema
+# fields list an enum's name, not its values).
+ENUM_FALLBACK = {
+    "vbd_type": "Disk", "vbd_mode": "RO", "vdi_type": "user", "vmss_type": "snapshot",
+    "vmss_frequency": "hourly", "on_normal_exit": "destroy", "on_crash_behaviour": "destroy",
+    "on_softreboot_behavior": "soft_reboot", "domain_type": "hvm", "vm_power_state": "Halted",
+    "vif_locking_mode": "network_default", "network_default_locking_mode": "unlocked",
+    "network_purpose": "nbd", "allocation_algorithm": "breadth_first",
+    "persistence_backend": "file", "primary_address_type": "IPv4", "tristate_type": "unspecified",
+    "update_sync_frequency": "daily", "vm_placement_policy": "normal", "sr_health": "healthy",
+    "vm_secureboot_readiness": "not_supported", "task_status_type": "pending",
+}
+
+# Values for fields whose plain default ("" or "0") the server rejects.
+FIELD_HINTS = {
+    ("VIF", "device"): "0", ("VBD", "userdevice"): "3", ("VIF", "MAC"): "",
+    ("VM", "memory_static_max"): str(256 << 20), ("VM", "memory_dynamic_max"): str(256 << 20),
+    ("VM", "memory_dynamic_min"): str(256 << 20), ("VM", "memory_static_min"): str(256 << 20),
+    ("VM", "VCPUs_max"): "1", ("VM", "VCPUs_at_startup"): "1",
+    ("VDI", "virtual_size"): str(1 << 20),
+}
+
+# Fields preset before <cls>.create(record) learns the rest from
+# FIELD_TYPE_ERROR: an empty CD drive needs no VDI.
+PRESET = {
+    "VBD": {"type": "CD", "empty": True, "VDI": "OpaqueRef:NULL", "mode": "RO"},
+}
+
+MARK = "xapi-go-conformance"
+
+
+def write_every_class(x, schema, methods, classes, ok):
+    """Write on every class: a round trip on an existing record, or create a
+    minimal record, type-check it and destroy it. Returns a summary; raises
+    CheckFailed naming every class whose write failed unexpectedly."""
+    methods = set(methods)
+    written, skipped, unimplemented, failures = [], [], [], []
+    enum_seen = {}
+    records = {}
+    for cls in classes:
+        try:
+            records[cls] = getattr(x, cls).get_all_records()
+        except XenAPI.Failure as f:
+            records[cls] = f.details
+    # enum values seen anywhere in the database
+    for cls, recs in records.items():
+        if not isinstance(recs, dict) or cls not in (schema or {}):
+            continue
+        for rec in recs.values():
+            for name, ft in schema[cls].items():
+                if ft["kind"] == "enum" and isinstance(rec.get(name), str):
+                    enum_seen.setdefault(ft["of"], rec[name])
+
+    def first_ref(cls, pred=lambda r: True):
+        recs = records.get(cls)
+        if isinstance(recs, dict):
+            for ref in sorted(recs):
+                if pred(recs[ref]):
+                    return ref
+        return None
+
+    pool_ref = first_ref("pool")
+    ctx = {
+        "pool_uuid": records["pool"][pool_ref]["uuid"],
+        "vm": first_ref("VM", lambda r: not r.get("is_a_template") and not r.get("is_control_domain"))
+        or first_ref("VM", lambda r: r.get("is_a_template")),
+        "pif": first_ref("PIF"),
+        "network": first_ref("network"),
+    }
+
+    def default_value(cls, name, ft):
+        if (cls, name) in FIELD_HINTS:
+            return FIELD_HINTS[(cls, name)]
+        kind = ft["kind"]
+        if kind == "option":
+            return default_value(cls, name, ft["elem"])
+        if kind == "string":
+            return MARK if name == "name_label" else ""
+        if kind == "int":
+            return "0"
+        if kind == "float":
+            return 0.0
+        if kind == "bool":
+            return False
+        if kind == "datetime":
+            import xmlrpc.client
+            return xmlrpc.client.DateTime("19700101T00:00:00Z")
+        if kind == "set":
+            return []
+        if kind in ("map", "record"):
+            return {}
+        if kind == "enum":
+            return enum_seen.get(ft["of"]) or ENUM_FALLBACK.get(ft["of"], "")
+        if kind == "ref":
+            if ft["of"] == "VM":
+                return ctx["vm"]
+            return first_ref(ft["of"]) or "OpaqueRef:NULL"
+        return ""
+
+    def round_trip(cls, ref):
+        api = getattr(x, cls)
+        key = MARK + "-" + str(uuid.uuid4())[:8]
+        if cls + ".add_to_other_config" in methods and cls + ".remove_from_other_config" in methods:
+            api.add_to_other_config(ref, key, "v1")
+            check(api.get_other_config(ref).get(key) == "v1", "%s.add_to_other_config: not read back" % cls)
+            check(api.get_record(ref)["other_config"].get(key) == "v1", "%s.get_record: other_config not updated" % cls)
+            api.remove_from_other_config(ref, key)
+            check(key not in api.get_other_config(ref), "%s.remove_from_other_config: key still there" % cls)
+            return "other_config add/remove"
+        if cls + ".set_other_config" in methods:
+            old = api.get_other_config(ref)
+            new = dict(old)
+            new[key] = "v1"
+            api.set_other_config(ref, new)
+            check(api.get_other_config(ref) == new, "%s.set_other_config: not read back" % cls)
+            api.set_other_config(ref, old)
+            check(api.get_other_config(ref) == old, "%s.set_other_config: not restored" % cls)
+            return "set_other_config"
+        for field in ("name_description", "name_label"):
+            if cls + ".set_" + field in methods:
+                get, set_ = getattr(api, "get_" + field), getattr(api, "set_" + field)
+                old = get(ref)
+                set_(ref, MARK + " \u00e9 <&>")
+                check(get(ref) == MARK + " \u00e9 <&>", "%s.set_%s: not read back" % (cls, field))
+                set_(ref, old)
+                check(get(ref) == old, "%s.set_%s: not restored" % (cls, field))
+                return "set_" + field
+        return None
+
+    def create_by_record(cls):
+        api = getattr(x, cls)
+        rec = dict(PRESET.get(cls, {}))
+        for _ in range(len(schema.get(cls, {})) + 2):
+            try:
+                return api.create(rec), "create(record with %d field(s): %s)" % (len(rec), ",".join(sorted(rec)) or "none")
+            except XenAPI.Failure as f:
+                d = list(f.details)
+                if d[:1] == ["FIELD_TYPE_ERROR"] and len(d) > 1 and d[1] in schema.get(cls, {}) and d[1] not in rec:
+                    rec[d[1]] = default_value(cls, d[1], schema[cls][d[1]])
+                    continue
+                raise CheckFailed("%s.create(%r): %r" % (cls, rec, d))
+        raise CheckFailed("%s.create: still FIELD_TYPE_ERROR after filling every field: %r" % (cls, rec))
+
+    def create_check_destroy(cls):
+        api = getattr(x, cls)
+        if cls in POSITIONAL_CREATE:
+            args = POSITIONAL_CREATE[cls](ctx)
+            ref = api.create(*args)
+            how = "create(%d positional args)" % len(args)
+        else:
+            ref, how = create_by_record(cls)
+        try:
+            check(isinstance(ref, str) and ref.startswith("OpaqueRef:"), "%s.create returned %r" % (cls, ref))
+            rec = api.get_record(ref)
+            check_record(cls, ref, rec)
+            errs = []
+            check_fields(schema, cls, ref, rec, errs)
+            check(not errs, "%s: the created record:\n    %s" % (cls, "\n    ".join(errs)))
+            check(ref in api.get_all(), "%s.get_all lacks the created %s" % (cls, ref))
+        finally:
+            api.destroy(ref)
+        expect_failure("%s.get_record after destroy" % cls, lambda: api.get_record(ref), "HANDLE_INVALID", [cls, ref])
+        return how + ", fields typed, destroy"
+
+    for cls in classes:
+        recs = records[cls]
+        if not isinstance(recs, dict):
+            skipped.append((cls, "get_all_records fails with %s" % recs[0]))
+            continue
+        try:
+            how = None
+            if recs:
+                ref = first_ref(cls, lambda r: not r.get("is_control_domain")) or first_ref(cls)
+                how = round_trip(cls, ref)
+                if how:
+                    how = "record %s: %s" % (ref, how)
+            if how is None and (cls in POSITIONAL_CREATE or (cls + ".create" in methods and cls not in NO_WRITE)):
+                how = create_check_destroy(cls)
+            if how is None:
+                if cls not in NO_WRITE:
+                    failures.append("%s: nothing to write (%d records, create %s) and not listed in NO_WRITE" % (
+                        cls, len(recs), "exists" if cls + ".create" in methods else "absent"))
+                else:
+                    skipped.append((cls, NO_WRITE[cls]))
+                continue
+            written.append(cls)
+            ok("  write %s" % cls, how)
+        except CheckFailed as e:
+            failures.append("%s: %s" % (cls, e))
+        except XenAPI.Failure as f:
+            if list(f.details[:1]) == ["NOT_IMPLEMENTED"]:
+                # reported, not failed: cmd/apicoverage lists what is missing
+                unimplemented.append((cls, list(f.details)))
+            else:
+                failures.append("%s: unexpected failure %r" % (cls, list(f.details)))
+        except Exception as e:  # transport errors, malformed responses
+            failures.append("%s: %s: %s" % (cls, type(e).__name__, e))
+    for cls, why in skipped:
+        print("skip   write %s - %s" % (cls, why))
+    for cls, details in unimplemented:
+        print("NOT IMPLEMENTED write %s - %r" % (cls, details))
+    print("writes: %d classes written, %d skipped with a reason, %d NOT_IMPLEMENTED, %d failed" % (
+        len(written), len(skipped), len(unimplemented), len(failures)))
+    check(not failures, "%d class(es) could not be written:\n  %s" % (len(failures), "\n  ".join(failures)))
+    return "%d classes written, %d skipped (reasons above), %d NOT_IMPLEMENTED (%s)" % (
+        len(written), len(skipped), len(unimplemented), ",".join(c for c, _ in unimplemented) or "none")
+
+
 def main():
     if len(sys.argv) not in (4, 5):
         sys.stderr.write(__doc__)
@@ -163,6 +424,9 @@ def main():
 
     def login():
         session.login_with_password(user, password, "2.20", "xapi-go conformance")
+        # The Go driver checks that no session ref a client used shows up in
+        # the server's log.
+        print("session-ref %s" % session.handle)
         check(isinstance(session.handle, str) and session.handle.startswith("OpaqueRef:"),
               "session ref %r is not an OpaqueRef" % session.handle)
         # XenAPI.py's login already read pool.get_all -> pool.get_master ->
@@ -202,6 +466,7 @@ def main():
         classes = sorted({m[:-len(".get_all_records")] for m in seen["methods"]
                           if m.endswith(".get_all_records") and not m.startswith("Async.")})
         check(len(classes) > 20, "only %d classes have get_all_records" % len(classes))
+        seen["all_classes"] = classes
         failures = []
         for cls in classes:
             try:
@@ -286,6 +551,7 @@ def main():
                        "SESSION_AUTHENTICATION_FAILED")
         # The 2-argument form works too (what Xen Orchestra sends).
         s2.login_with_password(user, password)
+        print("session-ref %s" % s2.handle)
         s2.xenapi.session.logout()
 
     def logout():
@@ -307,6 +573,7 @@ def main():
         run("template VM", template)
         run("VM.set_name_label round trip", lambda: name_label_round_trip("VM", seen["vm"]))
         run("VM other_config add/duplicate/remove", lambda: other_config_round_trip("VM", seen["vm"]))
+        run("write every class", lambda: write_every_class(x, schema or {}, seen["methods"], seen["all_classes"], ok))
         run("logout", logout)
     except CheckFailed as e:
         sys.stderr.write("FAIL %s: %s\n" % (step[0], e))
