@@ -193,6 +193,8 @@ func (s *Server) start(ctx context.Context) error {
 		timeout = sessionInactiveTimeout
 	}
 	s.goBackground(func(ctx context.Context) { s.sessionGC(ctx, timeout) })
+	// every host keeps its credentials in step with the pool's replicated copy
+	s.goBackground(s.runAuthSync)
 	if !s.store.IsLeader() {
 		// a member announces it is up (and caught up) by writing its own
 		// liveness; the leader promotes live non-voters to voters

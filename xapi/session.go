@@ -184,11 +184,12 @@ func (s *Server) enforceSessionLimit(rec *datamodel.SessionRecord) {
 	s.goBackground(func(ctx context.Context) { s.deleteEach(ctx, ops) })
 }
 
-// sessionsWithPendingTasks is the set of sessions that pending tasks belong to.
+// sessionsWithPendingTasks is the set of sessions that unfinished (pending or
+// cancelling) tasks belong to: xapi's GC keeps those sessions.
 func (s *Server) sessionsWithPendingTasks() map[string]bool {
 	busy := map[string]bool{}
 	for _, e := range s.store.List(datamodel.TaskClass) {
-		if t := e.Obj.(*datamodel.TaskRecord); t.Status == datamodel.TaskStatusTypePending {
+		if t := e.Obj.(*datamodel.TaskRecord); t.Status == datamodel.TaskStatusTypePending || t.Status == datamodel.TaskStatusTypeCancelling {
 			busy[string(t.Session)] = true
 		}
 	}
@@ -202,11 +203,8 @@ func (s *Server) deleteEach(ctx context.Context, ops []store.Op) {
 	}
 }
 
-// sessionGC expires inactive sessions periodically (leader only). It also
-// starts, on every host, the sync of the pool's replicated credentials
-// (runAuthSync), which lives as long as the server's background work.
+// sessionGC expires inactive sessions and old tasks periodically (leader only).
 func (s *Server) sessionGC(ctx context.Context, timeout time.Duration) {
-	s.goBackground(s.runAuthSync)
 	t := time.NewTicker(sessionGCInterval)
 	defer t.Stop()
 	for {
@@ -220,13 +218,16 @@ func (s *Server) sessionGC(ctx context.Context, timeout time.Duration) {
 	}
 }
 
+// expireSessions destroys the sessions last active before before, except
+// those in use by an unfinished task (as xapi's GC does).
 func (s *Server) expireSessions(ctx context.Context, before time.Time) {
 	if !s.store.IsLeader() {
 		return
 	}
+	busy := s.sessionsWithPendingTasks()
 	var ops []store.Op
 	for _, e := range s.store.List(datamodel.SessionClass) {
-		if e.Obj.(*datamodel.SessionRecord).LastActive.Before(before) {
+		if e.Obj.(*datamodel.SessionRecord).LastActive.Before(before) && !busy[e.Ref] {
 			ops = append(ops, store.Delete(datamodel.SessionClass, e.Ref))
 		}
 	}

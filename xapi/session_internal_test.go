@@ -90,13 +90,22 @@ func TestSessionIdleExpiry(t *testing.T) {
 		}
 		return ref
 	}
-	idle, active := mk(), mk()
+	idle, active, idleBusy := mk(), mk(), mk()
 	old := time.Now().Add(-25 * time.Hour).UTC()
-	op, _ := store.Set(datamodel.SessionClass, string(idle), "last_active", old)
-	if _, err := s.store.Apply(ctx, op); err != nil {
+	for _, ref := range []datamodel.SessionRef{idle, idleBusy} {
+		op, _ := store.Set(datamodel.SessionClass, string(ref), "last_active", old)
+		if _, err := s.store.Apply(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// an idle session whose task is still pending is in use (xapi keeps it)
+	if _, err := s.store.Apply(ctx, store.Create(datamodel.NewRef(), s.newTaskRecord("t", "", idleBusy))); err != nil {
 		t.Fatal(err)
 	}
 	s.expireSessions(ctx, time.Now().Add(-sessionInactiveTimeout))
+	if _, ok := s.store.Get(datamodel.SessionClass, string(idleBusy)); !ok {
+		t.Fatal("idle session with a pending task expired")
+	}
 	if _, ok := s.store.Get(datamodel.SessionClass, string(idle)); ok {
 		t.Fatal("idle session not expired")
 	}
@@ -109,7 +118,7 @@ func TestSessionIdleExpiry(t *testing.T) {
 		t.Fatal("active session expired")
 	}
 	// a session last active 11 minutes ago is refreshed when used
-	op, _ = store.Set(datamodel.SessionClass, string(active), "last_active", time.Now().Add(-11*time.Minute).UTC())
+	op, _ := store.Set(datamodel.SessionClass, string(active), "last_active", time.Now().Add(-11*time.Minute).UTC())
 	if _, err := s.store.Apply(ctx, op); err != nil {
 		t.Fatal(err)
 	}
