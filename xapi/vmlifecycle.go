@@ -330,7 +330,8 @@ func (s *Server) vmPowerOperation(ctx context.Context, call *Call, vm datamodel.
 		release()
 		return err
 	}
-	err := run(ctx, rec)
+	// the backend's progress becomes the task's (for Async calls)
+	err := run(backends.WithProgress(ctx, func(p float64) { _ = call.SetProgress(ctx, p) }), rec)
 	s.vms.mu.Lock()
 	agent := s.vms.endLocked(ref)
 	s.recordStateLocked(ctx, ref, opRef)

@@ -228,3 +228,34 @@ func TestVMConcurrentStarts(t *testing.T) {
 	}
 	checkVMState(t, srv, host, record(t, srv.URL, s, "VM", vm))
 }
+
+// TestVMStartProgress: an Async VM.start reports the backend's progress on
+// its task: a watcher sees 0 < progress < 1 before the task succeeds.
+func TestVMStartProgress(t *testing.T) {
+	srv := xapitest.NewServer(t, xapitest.Options{Sim: sim.Config{Latency: map[backends.Op]time.Duration{backends.OpStart: 500 * time.Millisecond}}})
+	s := login(t, srv.URL)
+	vm := newVM(t, srv.URL, s, "progress")
+	task, e := jsonCall(t, srv.URL, "Async.VM.start", s, vm, false, false)
+	if e != nil {
+		t.Fatal(e)
+	}
+	var seen []float64
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		r := record(t, srv.URL, s, "task", task.(string))
+		p, _ := r["progress"].(float64)
+		if r["status"] != "pending" {
+			if r["status"] != "success" || p != 1 {
+				t.Fatalf("task ended %v with progress %v", r["status"], p)
+			}
+			break
+		}
+		if p > 0 && p < 1 && (len(seen) == 0 || seen[len(seen)-1] != p) {
+			seen = append(seen, p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(seen) < 2 || !slices.IsSorted(seen) {
+		t.Fatalf("progress seen while pending: %v (want at least two increasing values)", seen)
+	}
+}

@@ -545,3 +545,38 @@ func TestEventOrderWithImmediateAgent(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressReported: an operation of 100 ms or more reports its progress
+// in fifths through backends.WithProgress, at the right times; a shorter one
+// reports none.
+func TestProgressReported(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Config{})
+		defer s.Close()
+		sp := spec(t, "")
+		type report struct {
+			p  float64
+			at time.Duration
+		}
+		var got []report
+		start := time.Now()
+		ctx := backends.WithProgress(t.Context(), func(p float64) { got = append(got, report{p, time.Since(start)}) })
+		s.SetLatency(backends.OpStart, time.Second)
+		if _, err := s.Start(ctx, sp, false); err != nil {
+			t.Fatal(err)
+		}
+		want := []report{{0.2, 200 * time.Millisecond}, {0.4, 400 * time.Millisecond}, {0.6, 600 * time.Millisecond}, {0.8, 800 * time.Millisecond}}
+		if !slices.Equal(got, want) {
+			t.Fatalf("progress %v, want %v", got, want)
+		}
+		got = nil
+		s.SetLatency(backends.OpHardShutdown, 50*time.Millisecond)
+		if err := s.Shutdown(ctx, sp.UUID, false); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 0 {
+			t.Fatalf("a 50 ms operation reported %v", got)
+		}
+	})
+}

@@ -380,17 +380,31 @@ func (s *Sim) wait(ctx context.Context, latency time.Duration, hang bool) error 
 		}
 		return nil
 	}
-	t := time.NewTimer(latency)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return backends.Cancelled(ctx)
-	case <-s.done:
-		return backends.ErrClosed
+	// an operation long enough to watch reports its progress in fifths
+	steps := 1
+	if latency >= progressMinLatency {
+		steps = 5
 	}
+	for i := 1; i <= steps; i++ {
+		t := time.NewTimer(latency / time.Duration(steps))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return backends.Cancelled(ctx)
+		case <-s.done:
+			t.Stop()
+			return backends.ErrClosed
+		}
+		if i < steps {
+			backends.ReportProgress(ctx, float64(i)/float64(steps))
+		}
+	}
+	return nil
 }
+
+// progressMinLatency is the shortest operation that reports progress.
+const progressMinLatency = 100 * time.Millisecond
 
 // withDomain acquires uuid, runs op on it and releases it.
 func (s *Sim) withDomain(ctx context.Context, uuid string, op backends.Op, prepare func(d *domain) (plan, error)) error {

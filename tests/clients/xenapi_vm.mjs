@@ -84,6 +84,8 @@ function checkStopped(vm) {
 
 // powerStates records, by VM ref, every power_state the cache shows.
 const powerStates = {}
+// progress values of pending tasks seen in the cache, by task name_label
+const taskProgress = {}
 let vm, vif
 let step = 'connect'
 try {
@@ -103,6 +105,10 @@ try {
   for (const action of ['add', 'update']) {
     xapi.objects.on(action, objects => {
       for (const o of Object.values(objects)) {
+        if (o.$type === 'task' && o.status === 'pending') {
+          const seen = (taskProgress[o.name_label] ??= [])
+          if (seen.at(-1) !== o.progress) seen.push(o.progress)
+        }
         if (o.$type !== 'VM') continue
         const seen = (powerStates[o.$ref] ??= [])
         if (seen.at(-1) !== o.power_state) seen.push(o.power_state)
@@ -140,6 +146,12 @@ try {
   cached = await cachedAfterBarrier(vm, 'Running')
   checkRunning(cached, host)
   ok(step, `domid ${cached.domid}`)
+
+  step = 'task progress of VM.start seen through events'
+  const progress = (taskProgress['Async.VM.start'] ?? []).filter(p => p > 0 && p < 1)
+  check(progress.length >= 2 && progress.every((p, i) => i === 0 || p > progress[i - 1]),
+    `progress of the pending Async.VM.start task in the cache: ${JSON.stringify(taskProgress['Async.VM.start'])}`)
+  ok(step, progress.join(' '))
 
   step = 'VM.start of a running VM'
   let error = await failureOf(xapi.callAsync('VM.start', vm, false, false))
