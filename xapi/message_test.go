@@ -2,6 +2,7 @@ package xapi_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"testing"
@@ -191,6 +192,38 @@ func TestMessageEvents(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no add event for %s in %v", ref, evs)
+	}
+
+	// from that token: a new message is an add with its record, a destroyed
+	// one a del without snapshot; nothing else (the message class only)
+	tok := r["token"].(string)
+	ref2 := msgOK(t, url, "message.create", s, "SECOND", 3, "Pool", msgFirstUUID(t, url, s, "pool"), "body 2").(string)
+	msgOK(t, url, "message.destroy", s, ref)
+	r = msgOK(t, url, "event.from", s, []string{"message"}, tok, 5.0).(map[string]any)
+	evs, _ = r["events"].([]any)
+	got := map[string]map[string]any{}
+	for _, ev := range evs {
+		e := ev.(map[string]any)
+		if e["class"] != "message" {
+			t.Fatalf("event of class %v for a message filter", e["class"])
+		}
+		got[e["ref"].(string)] = e
+	}
+	if len(got) != 2 {
+		t.Fatalf("events from the token: %v", evs)
+	}
+	add, del := got[ref2], got[ref]
+	if add == nil || add["operation"] != "add" {
+		t.Fatalf("new message: %v", add)
+	}
+	if snap, _ := add["snapshot"].(map[string]any); snap["name"] != "SECOND" || snap["body"] != "body 2" || snap["cls"] != "Pool" || fmt.Sprint(snap["priority"]) != "3" {
+		t.Fatalf("new message snapshot: %v", snap)
+	}
+	if del == nil || del["operation"] != "del" {
+		t.Fatalf("destroyed message: %v", del)
+	}
+	if _, has := del["snapshot"]; has {
+		t.Fatalf("del event with a snapshot: %v", del)
 	}
 }
 
