@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,43 +25,8 @@ import (
 // resident set size (target: RSS of xapid with 10,000 VMs ≤ 200 MB), both
 // right after the load and after a VM.get_all_records over JSON-RPC.
 func BenchmarkXapidRSS10kVMs(b *testing.B) {
-	bin := xapidBinary(b)
-	dir := b.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "--data-dir", dir, "--listen", addr, "--root-password", "pw")
-	logf, err := os.Create(filepath.Join(dir, "xapid.log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
-	base := "http://" + addr
-	ctx := context.Background()
-	hc := newClient()
-	var sess string
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		raw, err := rpc.Invoke(ctx, hc, base, "session.login_with_password", "root", "pw")
-		if err == nil {
-			_ = json.Unmarshal(raw, &sess)
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("xapid did not answer: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	x := startXapid(b)
+	base, sess, hc, ctx := x.base, x.sess, x.hc, context.Background()
 	call := func(method string, params ...any) json.RawMessage {
 		raw, err := rpc.Invoke(ctx, hc, base, method, append([]any{sess}, params...)...)
 		if err != nil {
@@ -110,10 +76,120 @@ func BenchmarkXapidRSS10kVMs(b *testing.B) {
 		b.Fatalf("%d VMs, want at least %d", len(all), numVMs*b.N)
 	}
 	b.ReportMetric(float64(len(all)), "vms")
-	b.ReportMetric(procRSSMB(b, cmd.Process.Pid), "xapid-rss-MB")
-	runtime.GC() // ours, not the daemon's; give the daemon a moment to settle
-	time.Sleep(2 * time.Second)
-	b.ReportMetric(procRSSMB(b, cmd.Process.Pid), "xapid-rss-settled-MB")
+	b.ReportMetric(procRSSMB(b, x.pid), "xapid-rss-MB")
+	time.Sleep(2 * time.Second) // give the daemon a moment to settle
+	b.ReportMetric(procRSSMB(b, x.pid), "xapid-rss-settled-MB")
+}
+
+// xapid is a running bin/xapid with a root session.
+type xapid struct {
+	base, sess string
+	pid        int
+	hc         *http.Client
+}
+
+// startXapid starts bin/xapid (see xapidBinary) on a free loopback port with a
+// fresh data directory, waits until it answers and logs in as root; the
+// process is killed when the benchmark ends.
+func startXapid(b *testing.B) *xapid {
+	bin := xapidBinary(b)
+	dir := b.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "--data-dir", dir, "--listen", addr, "--root-password", "pw")
+	logf, err := os.Create(filepath.Join(dir, "xapid.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+	})
+	x := &xapid{base: "http://" + addr, pid: cmd.Process.Pid, hc: newClient()}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		raw, err := rpc.Invoke(context.Background(), x.hc, x.base, "session.login_with_password", "root", "pw")
+		if err == nil {
+			if err := json.Unmarshal(raw, &x.sess); err != nil {
+				b.Fatal(err)
+			}
+			return x
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("xapid did not answer: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cpuTime is the user+system CPU time process pid has used.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// fields after the command name (which is in parentheses): utime and stime are fields 14 and 15
+	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+	f := strings.Fields(rest)
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // clock ticks (USER_HZ = 100)
+}
+
+// BenchmarkXapidIdleLongPolls parks 1,000 event.from long polls (60 s
+// timeout, each on its own HTTP connection, nothing changing in the classes
+// they watch) on the real xapid, and reports the daemon's resident memory per
+// waiting call (connection included) and the CPU it spends while they wait,
+// next to its CPU with no polls (an idle long poll must cost nothing).
+func BenchmarkXapidIdleLongPolls(b *testing.B) {
+	const pollers = 1000
+	x := startXapid(b)
+	ctx := context.Background()
+	raw, err := rpc.Invoke(ctx, x.hc, x.base, "event.from", x.sess, []string{"vm"}, "", 0.0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var first struct{ Token string }
+	if err := json.Unmarshal(raw, &first); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		time.Sleep(time.Second)
+		rss0 := procRSSMB(b, x.pid)
+		cpu0 := cpuTime(b, x.pid)
+		time.Sleep(5 * time.Second)
+		baseCPU := cpuTime(b, x.pid) - cpu0
+		pctx, cancel := context.WithCancel(ctx)
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: pollers, MaxConnsPerHost: pollers + 10}}
+		var wg sync.WaitGroup
+		for p := 0; p < pollers; p++ {
+			classes := []string{"vm", "sr", "vdi", "network", "pif"}[p%5:][:1]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = rpc.Invoke(pctx, hc, x.base, "event.from", x.sess, classes, first.Token, 60.0)
+			}()
+		}
+		time.Sleep(2 * time.Second) // all parked
+		rss1 := procRSSMB(b, x.pid)
+		cpu1 := cpuTime(b, x.pid)
+		time.Sleep(5 * time.Second)
+		idleCPU := cpuTime(b, x.pid) - cpu1
+		cancel()
+		wg.Wait()
+		hc.CloseIdleConnections()
+		b.ReportMetric((rss1-rss0)*1024/pollers, "KiB-rss/waiting-call")
+		b.ReportMetric(float64(idleCPU.Microseconds())/1000/5, "cpu-ms/s-1000-polls")
+		b.ReportMetric(float64(baseCPU.Microseconds())/1000/5, "cpu-ms/s-no-polls")
+	}
 }
 
 // xapidBinary is $XAPID_BIN or ./cmd/xapid built into a temporary directory.

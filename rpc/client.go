@@ -76,3 +76,27 @@ func InvokeWithHeader(ctx context.Context, hc *http.Client, base string, header 
 	}
 	return r.Result, nil
 }
+
+// InvokeAny is Invoke with the result decoded as encoding/json decodes into
+// an any (numbers as float64). A XenAPI failure is a *Fault.
+func InvokeAny(ctx context.Context, hc *http.Client, base, method string, params ...any) (any, error) {
+	raw, err := Invoke(ctx, hc, base, method, params...)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%s: result: %w", method, err)
+	}
+	return v, nil
+}
+
+// FaultDescription is err's ErrorDescription ([code, params...]) when err is a
+// XenAPI failure, else nil.
+func FaultDescription(err error) []string {
+	var f *Fault
+	if errors.As(err, &f) {
+		return append([]string{f.Code}, f.Params...)
+	}
+	return nil
+}

@@ -1,17 +1,16 @@
 package xapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/xapi-go/xapi-go/rpc"
 	"github.com/xapi-go/xapi-go/store"
 )
 
@@ -41,29 +40,14 @@ func authTestServer(t *testing.T, st *store.Store, auth *Auth) (*Server, string)
 // call makes a JSON-RPC 2.0 call; it returns the result or the error description.
 func call(t *testing.T, url, method string, params ...any) (any, []string) {
 	t.Helper()
-	if params == nil {
-		params = []any{}
+	v, err := rpc.InvokeAny(context.Background(), nil, url, method, params...)
+	if d := rpc.FaultDescription(err); d != nil {
+		return nil, d
 	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	resp, err := http.Post(url+"/jsonrpc", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Result any `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s: %v", method, err)
-	}
-	if out.Error != nil {
-		return nil, append([]string{out.Error.Message}, out.Error.Data...)
-	}
-	return out.Result, nil
+	return v, nil
 }
 
 func mustCallURL(t *testing.T, url, method string, params ...any) any {

@@ -1,16 +1,14 @@
 package xapi_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/xapi-go/xapi-go/datamodel"
+	"github.com/xapi-go/xapi-go/rpc"
 	"github.com/xapi-go/xapi-go/store"
 	"github.com/xapi-go/xapi-go/xapi"
 	"github.com/xapi-go/xapi-go/xapi/xapitest"
@@ -19,28 +17,15 @@ import (
 // lostRPC makes a JSON-RPC 2.0 call: the result, or the error as [code, params...].
 func lostRPC(t *testing.T, url, method string, params ...any) (any, []string) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	resp, err := http.Post(url+"/jsonrpc", "application/json", bytes.NewReader(body))
+	v, err := rpc.InvokeAny(context.Background(), nil, url, method, params...)
+	if d := rpc.FaultDescription(err); d != nil {
+		return nil, d
+	}
 	if err != nil {
-		t.Error(err)
-		return nil, []string{"HTTP"}
+		t.Error(err) // not Fatal: also called from other goroutines
+		return nil, []string{"TRANSPORT"}
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Result any `json:"result"`
-		Error  *struct {
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Errorf("%s: %v", method, err)
-		return nil, []string{"DECODE"}
-	}
-	if out.Error != nil {
-		return nil, append([]string{out.Error.Message}, out.Error.Data...)
-	}
-	return out.Result, nil
+	return v, nil
 }
 
 func lostMust(t *testing.T, url, method string, params ...any) any {

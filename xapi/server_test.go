@@ -1,44 +1,27 @@
 package xapi_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"net/http"
+	"context"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/kolo/xmlrpc"
+	"github.com/xapi-go/xapi-go/rpc"
 	"github.com/xapi-go/xapi-go/xapi/xapitest"
 )
 
 // jsonCall makes a JSON-RPC 2.0 call and returns result or error data.
 func jsonCall(t *testing.T, url, method string, params ...any) (any, []string) {
 	t.Helper()
-	if params == nil {
-		params = []any{}
+	v, err := rpc.InvokeAny(context.Background(), nil, url, method, params...)
+	if d := rpc.FaultDescription(err); d != nil {
+		return nil, d
 	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	resp, err := http.Post(url+"/jsonrpc", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out struct {
-		Result any `json:"result"`
-		Error  *struct {
-			Code    int      `json:"code"`
-			Message string   `json:"message"`
-			Data    []string `json:"data"`
-		} `json:"error"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s: %v", method, err)
-	}
-	if out.Error != nil {
-		return nil, append([]string{out.Error.Message}, out.Error.Data...)
-	}
-	return out.Result, nil
+	return v, nil
 }
 
 func login(t *testing.T, url string) string {

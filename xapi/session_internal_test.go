@@ -43,28 +43,7 @@ func countSessions(s *Server, originator string) int {
 func TestSessionCapPerOriginator(t *testing.T) {
 	s := newInternalServer(t)
 	ctx := context.Background()
-	var first datamodel.SessionRef
-	for i := 0; i < maxSessionsPerGroup+5; i++ {
-		rec := datamodel.NewSessionRecord()
-		rec.IsLocalSuperuser, rec.AuthUserName, rec.Originator = true, "root", "XenCenter"
-		ref, err := s.newSession(ctx, rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			first = ref
-		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for countSessions(s, "XenCenter") > maxSessionsPerGroup && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := countSessions(s, "XenCenter"); n != maxSessionsPerGroup {
-		t.Fatalf("sessions of the originator: %d, want %d", n, maxSessionsPerGroup)
-	}
-	if _, ok := s.store.Get(datamodel.SessionClass, string(first)); ok {
-		t.Fatal("the oldest session survived")
-	}
+	overfillGroup(t, s, "XenCenter", maxSessionsPerGroup)
 	// another originator is a separate bucket
 	rec := datamodel.NewSessionRecord()
 	rec.IsLocalSuperuser, rec.AuthUserName, rec.Originator = true, "root", "other"
@@ -159,13 +138,18 @@ func TestFinishedTasksExpire(t *testing.T) {
 // TestSessionCapAnonymous: root sessions without an originator share one
 // bucket of 400.
 func TestSessionCapAnonymous(t *testing.T) {
-	s := newInternalServer(t)
-	ctx := context.Background()
+	overfillGroup(t, newInternalServer(t), "", maxSessionsAnonymous)
+}
+
+// overfillGroup opens limit+5 root sessions of originator and checks that the
+// cap leaves the limit newest ones.
+func overfillGroup(t *testing.T, s *Server, originator string, limit int) {
+	t.Helper()
 	var first datamodel.SessionRef
-	for i := 0; i < maxSessionsAnonymous+5; i++ {
+	for i := 0; i < limit+5; i++ {
 		rec := datamodel.NewSessionRecord()
-		rec.IsLocalSuperuser, rec.AuthUserName = true, "root"
-		ref, err := s.newSession(ctx, rec)
+		rec.IsLocalSuperuser, rec.AuthUserName, rec.Originator = true, "root", originator
+		ref, err := s.newSession(context.Background(), rec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,11 +158,11 @@ func TestSessionCapAnonymous(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for countSessions(s, "") > maxSessionsAnonymous && time.Now().Before(deadline) {
+	for countSessions(s, originator) > limit && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := countSessions(s, ""); n != maxSessionsAnonymous {
-		t.Fatalf("anonymous sessions: %d, want %d", n, maxSessionsAnonymous)
+	if n := countSessions(s, originator); n != limit {
+		t.Fatalf("sessions of originator %q: %d, want %d", originator, n, limit)
 	}
 	if _, ok := s.store.Get(datamodel.SessionClass, string(first)); ok {
 		t.Fatal("the oldest session survived")

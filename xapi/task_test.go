@@ -51,14 +51,20 @@ func waitTask(t *testing.T, url, s, task string) map[string]any {
 	return nil
 }
 
-func TestAsyncTasks(t *testing.T) {
+// slowServer is a server whose VM messages are slowVM's, a root session and a VM.
+func slowServer(t *testing.T) (*slowVM, *xapitest.Server, string, string) {
+	t.Helper()
 	slow := &slowVM{release: make(chan struct{})}
 	srv := xapitest.NewServer(t, xapitest.Options{Configure: func(c *xapi.Config) {
 		c.Override = func(impl *xapi.Impl) { impl.VM = slow }
 	}})
 	s := login(t, srv.URL)
 	vms, _ := jsonCall(t, srv.URL, "VM.get_all", s)
-	vm := vms.([]any)[0].(string)
+	return slow, srv, s, vms.([]any)[0].(string)
+}
+
+func TestAsyncTasks(t *testing.T) {
+	slow, srv, s, vm := slowServer(t)
 
 	// success: the result is an XML-RPC <value> string
 	task, e := jsonCall(t, srv.URL, "Async.VM.clone", s, vm, "copy")
@@ -173,13 +179,7 @@ func TestTaskDestroyOfOthersNeedsPoolOperator(t *testing.T) {
 // operation leaves a consistent task: success with its result and no error,
 // or cancelled with TASK_CANCELLED [task] and no result; never a mix.
 func TestTaskCancelRacesCompletion(t *testing.T) {
-	slow := &slowVM{release: make(chan struct{})}
-	srv := xapitest.NewServer(t, xapitest.Options{Configure: func(c *xapi.Config) {
-		c.Override = func(impl *xapi.Impl) { impl.VM = slow }
-	}})
-	s := login(t, srv.URL)
-	vms, _ := jsonCall(t, srv.URL, "VM.get_all", s)
-	vm := vms.([]any)[0].(string)
+	_, srv, s, vm := slowServer(t)
 	outcomes := map[string]int{}
 	for i := 0; i < 100; i++ {
 		task, e := jsonCall(t, srv.URL, "Async.VM.clone", s, vm, "c")

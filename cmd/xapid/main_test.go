@@ -94,14 +94,20 @@ func (p *inProcess) waitServing(t *testing.T, n int) []string {
 func (p *inProcess) stop(t *testing.T) {
 	t.Helper()
 	p.cancel()
+	p.wantExit(t, 0, 30*time.Second, "after cancel")
+}
+
+// wantExit waits up to within for the server to exit, with code want.
+func (p *inProcess) wantExit(t *testing.T, want int, within time.Duration, when string) {
+	t.Helper()
 	select {
 	case code := <-p.done:
 		p.done <- code
-		if code != 0 {
-			t.Errorf("exit code %d after cancel, want 0", code)
+		if code != want {
+			t.Errorf("exit code %d %s, want %d", code, when, want)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("xapid did not stop within 30s")
+	case <-time.After(within):
+		t.Fatalf("xapid still running %v %s", within, when)
 	}
 }
 
@@ -230,15 +236,7 @@ func TestServeBusyRaftPort(t *testing.T) {
 	defer busy.Close()
 	p := startInProcess(t, "--data-dir", t.TempDir(), "--root-password", "pw-busy-1",
 		"--listen", "127.0.0.1:0", "--raft-addr", busy.Addr().String())
-	select {
-	case code := <-p.done:
-		p.done <- code
-		if code != 1 {
-			t.Errorf("exit code %d, want 1", code)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("xapid still running 60s after starting on a busy raft port")
-	}
+	p.wantExit(t, 1, 60*time.Second, "after starting on a busy raft port")
 	log := p.stderr.String()
 	if strings.Contains(log, "serving XenAPI") {
 		t.Errorf("\"serving XenAPI\" logged although the raft port was busy:\n%s", log)
