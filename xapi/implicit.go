@@ -168,6 +168,12 @@ func (s *Server) lookup(c *datamodel.Class, ref any) (datamodel.Object, error) {
 	r := refString(ref)
 	o, ok := s.store.Get(c, r)
 	if !ok {
+		// host-local sessions (slave_local_login) are readable like the others
+		if c == datamodel.SessionClass {
+			if rec, ok := s.localSession(r); ok {
+				return rec, nil
+			}
+		}
 		return nil, datamodel.ErrHandleInvalid(c.Name, r)
 	}
 	return o, nil

@@ -260,6 +260,13 @@ func TestSessionLocalLogout(t *testing.T) {
 		t.Fatal("a local session is replicated")
 	}
 	mustCallURL(t, u, "pool.get_all", ls)
+	// its record reads like any session's
+	if r := mustCallURL(t, u, "session.get_record", ls, ls).(map[string]any); r["is_local_superuser"] != true || r["this_host"] != string(s.hostRef) {
+		t.Fatalf("local session record %v", r)
+	}
+	if v := mustCallURL(t, u, "session.get_this_host", ls, ls); v != string(s.hostRef) {
+		t.Fatalf("session.get_this_host = %v", v)
+	}
 	mustCallURL(t, u, "session.local_logout", ls)
 	if _, e := call(t, u, "pool.get_all", ls); e == nil || e[0] != "SESSION_INVALID" {
 		t.Fatalf("after local_logout: %v", e)
