@@ -81,9 +81,11 @@ type Server struct {
 	// taskProbation holds the progress of pending tasks past the pending
 	// timeout at the last task GC; one that has not moved since is hung.
 	taskProbation map[string]float64
-	events        *eventHub
-	vms           vmRuntime
-	cluster       clusterState
+	// sessionCapMu serializes the session cap's runs
+	sessionCapMu sync.Mutex
+	events       *eventHub
+	vms          vmRuntime
+	cluster      clusterState
 	// peerSessions are pool sessions on other hosts, for forwarded calls
 	peerSessions poolSessions
 	local        localSessions

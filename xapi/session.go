@@ -160,28 +160,40 @@ func (s *Server) enforceSessionLimit(rec *datamodel.SessionRecord) {
 	if limit == 0 {
 		return
 	}
-	var same []store.Entry
-	for _, e := range s.store.List(datamodel.SessionClass) {
-		if g, _ := sessionGroup(e.Obj.(*datamodel.SessionRecord)); g == group {
-			same = append(same, e)
+	// Runs are serialized and each deletes before the next one looks, so
+	// logins racing each other never destroy more than the excess.
+	s.goBackground(func(ctx context.Context) {
+		s.sessionCapMu.Lock()
+		defer s.sessionCapMu.Unlock()
+		var same []store.Entry
+		for _, e := range s.store.List(datamodel.SessionClass) {
+			if g, _ := sessionGroup(e.Obj.(*datamodel.SessionRecord)); g == group {
+				same = append(same, e)
+			}
 		}
-	}
-	if len(same) <= limit {
-		return
-	}
-	busy := s.sessionsWithPendingTasks()
-	same = slices.DeleteFunc(same, func(e store.Entry) bool { return busy[e.Ref] })
-	if len(same) <= limit {
-		return
-	}
-	sort.Slice(same, func(i, j int) bool {
-		return same[i].Obj.(*datamodel.SessionRecord).LastActive.Before(same[j].Obj.(*datamodel.SessionRecord).LastActive)
+		if len(same) <= limit {
+			return
+		}
+		busy := s.sessionsWithPendingTasks()
+		same = slices.DeleteFunc(same, func(e store.Entry) bool { return busy[e.Ref] })
+		if len(same) <= limit {
+			return
+		}
+		// least recently active first; last_active has one-second resolution,
+		// so ties go by ref to make every run pick the same victims
+		sort.Slice(same, func(i, j int) bool {
+			a, b := same[i].Obj.(*datamodel.SessionRecord).LastActive, same[j].Obj.(*datamodel.SessionRecord).LastActive
+			if !a.Equal(b) {
+				return a.Before(b)
+			}
+			return same[i].Ref < same[j].Ref
+		})
+		var ops []store.Op
+		for _, e := range same[:len(same)-limit] {
+			ops = append(ops, store.Delete(datamodel.SessionClass, e.Ref))
+		}
+		s.deleteEach(ctx, ops)
 	})
-	var ops []store.Op
-	for _, e := range same[:len(same)-limit] {
-		ops = append(ops, store.Delete(datamodel.SessionClass, e.Ref))
-	}
-	s.goBackground(func(ctx context.Context) { s.deleteEach(ctx, ops) })
 }
 
 // sessionsWithPendingTasks is the set of sessions that unfinished (pending or

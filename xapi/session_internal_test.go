@@ -154,7 +154,12 @@ func overfillGroup(t *testing.T, s *Server, originator string, limit int) {
 			t.Fatal(err)
 		}
 		if i == 0 {
+			// strictly the least recently active (last_active has one-second resolution)
 			first = ref
+			op, _ := store.Set(datamodel.SessionClass, string(ref), "last_active", time.Now().Add(-time.Minute).UTC())
+			if _, err := s.store.Apply(context.Background(), op); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -185,6 +190,13 @@ func TestSessionCapKeepsSessionsWithPendingTasks(t *testing.T) {
 		return ref
 	}
 	busy, finished := mk(), mk()
+	// the least recently active (last_active has one-second resolution)
+	for _, ref := range []datamodel.SessionRef{busy, finished} {
+		op, _ := store.Set(datamodel.SessionClass, string(ref), "last_active", time.Now().Add(-time.Minute).UTC())
+		if _, err := s.store.Apply(ctx, op); err != nil {
+			t.Fatal(err)
+		}
+	}
 	task := func(sess datamodel.SessionRef, status datamodel.TaskStatusType) {
 		rec := s.newTaskRecord("t", "", sess)
 		rec.Status = status
