@@ -11,7 +11,7 @@ import (
 // (xapi-semantics §10.1) over JSON-RPC 2.0: every call succeeds and the
 // ""-token event.from returns every object of every class as an add.
 func TestXenCenterConnectSequence(t *testing.T) {
-	srv := xapitest.NewServer(t, xapitest.Options{})
+	srv := xapitest.NewServer(t, xapitest.Options{Users: map[string]string{"alice": "vm-operator"}})
 	u := srv.URL
 	// 1. four-argument login
 	sv, e := jsonCall(t, u, "session.login_with_password", "root", xapitest.RootPassword, "2.20", "XenCenter 2023.4")
@@ -34,15 +34,53 @@ func TestXenCenterConnectSequence(t *testing.T) {
 		t.Fatalf("host.get_record: %v", e)
 	}
 	host := hv.(map[string]any)
-	if maj := host["API_version_major"].(float64); maj < 2 {
-		t.Fatalf("API version %v", maj)
+	if maj, min := host["API_version_major"].(float64), host["API_version_minor"].(float64); maj != 2 || min != 23 {
+		t.Fatalf("API version %v.%v, want 2.23 (docs/design.md)", maj, min)
 	}
-	// 4-6. superuser, rbac permissions
+	if pv := host["software_version"].(map[string]any)["platform_version"]; pv != "3.4.0" {
+		t.Fatalf("platform_version %v, want 3.4.0 (XenCenter needs ≥ 2.9.50)", pv)
+	}
+	// 4-6. superuser, rbac permissions: root has every right, so xapi answers
+	// an empty permission list, a NULL subject and an empty sid
 	if su, e := jsonCall(t, u, "session.get_is_local_superuser", s, s); e != nil || su != true {
 		t.Fatalf("get_is_local_superuser: %v %v", su, e)
 	}
-	if _, e := jsonCall(t, u, "session.get_rbac_permissions", s, s); e != nil {
-		t.Fatalf("get_rbac_permissions: %v", e)
+	if p, e := jsonCall(t, u, "session.get_rbac_permissions", s, s); e != nil || len(p.([]any)) != 0 {
+		t.Fatalf("get_rbac_permissions: %v %v", p, e)
+	}
+	if v, e := jsonCall(t, u, "session.get_subject", s, s); e != nil || v != "OpaqueRef:NULL" {
+		t.Fatalf("get_subject: %v %v", v, e)
+	}
+	if v, e := jsonCall(t, u, "session.get_auth_user_sid", s, s); e != nil || v != "" {
+		t.Fatalf("get_auth_user_sid: %v %v", v, e)
+	}
+	// 5. a user who is not the superuser: subject, sid, subject information
+	// and group membership, then their permissions
+	a, e := jsonCall(t, u, "session.login_with_password", "alice", "alice", "2.20", "XenCenter 2023.4")
+	if e != nil {
+		t.Fatalf("login as alice: %v", e)
+	}
+	as := a.(string)
+	if su, e := jsonCall(t, u, "session.get_is_local_superuser", as, as); e != nil || su != false {
+		t.Fatalf("alice get_is_local_superuser: %v %v", su, e)
+	}
+	subj, e := jsonCall(t, u, "session.get_subject", as, as)
+	if e != nil || !strings.HasPrefix(subj.(string), "OpaqueRef:") || subj == "OpaqueRef:NULL" {
+		t.Fatalf("alice get_subject: %v %v", subj, e)
+	}
+	sid, e := jsonCall(t, u, "session.get_auth_user_sid", as, as)
+	if e != nil || sid == "" {
+		t.Fatalf("alice get_auth_user_sid: %v %v", sid, e)
+	}
+	info, e := jsonCall(t, u, "auth.get_subject_information_from_identifier", as, sid)
+	if e != nil || info.(map[string]any)["subject-name"] != "alice" || info.(map[string]any)["subject-is-group"] != "false" {
+		t.Fatalf("alice subject information: %v %v", info, e)
+	}
+	if g, e := jsonCall(t, u, "auth.get_group_membership", as, sid); e != nil || len(g.([]any)) != 0 {
+		t.Fatalf("alice group membership: %v %v", g, e)
+	}
+	if p, e := jsonCall(t, u, "session.get_rbac_permissions", as, as); e != nil || len(p.([]any)) == 0 {
+		t.Fatalf("alice get_rbac_permissions: %v %v", p, e)
 	}
 	// 7-8. roles
 	for i := 0; i < 2; i++ {
