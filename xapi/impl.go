@@ -17,6 +17,12 @@ func (s *Server) builtinImpl() *Impl {
 	impl.VBD = &vbdMessages{s: s}
 	impl.VIF = &vifMessages{s: s}
 	impl.VDI = &vdiMessages{s: s}
+	impl.GPUGroup = &gpuGroupMessages{s: s}
+	impl.USBGroup = &usbGroupMessages{s: s}
+	impl.Blob = &blobMessages{s: s}
+	impl.VTPM = &vtpmMessages{s: s}
+	impl.VLAN = &vlanMessages{s: s}
+	impl.Tunnel = &tunnelMessages{s: s}
 	return impl
 }
 

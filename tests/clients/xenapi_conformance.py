@@ -171,6 +171,7 @@ NO_WRITE = {
     "VGPU": "empty; VGPU.create needs a GPU_group with a PGPU",
     "VUSB": "empty; VUSB.create needs a USB_group with a PUSB",
     "PVS_proxy": "empty; PVS_proxy.create needs a PVS_site",
+    "tunnel": "empty; tunnel.create needs the openvswitch network backend (hosts report network_backend=bridge: OPENVSWITCH_NOT_ACTIVE)",
     # written through their existing records; never created
     "SR": "SR.create would need a storage backend (written through an existing record)",
     "host": "host.create is internal to pool.join (written through an existing record)",
@@ -181,9 +182,8 @@ NO_WRITE = {
 POSITIONAL_CREATE = {
     "task": lambda c: ["xapi-go conformance task", "made by xenapi_conformance.py"],
     "message": lambda c: ["XAPI_GO_CONFORMANCE", "5", "pool", c["pool_uuid"], "made by xenapi_conformance.py"],
-    "VTPM": lambda c: [c["vm"], False],
-    "VLAN": lambda c: [c["pif"], "3999", c["network"]],
-    "tunnel": lambda c: [c["pif"], c["network"]],
+    "VTPM": lambda c: [c["halted_vm"](), False],
+    "VLAN": lambda c: [c["pif"], "3999", c["free_network"]],
     "blob": lambda c: ["text/plain", False],
     "GPU_group": lambda c: ["xapi-go conformance", "", {}],
     "USB_group": lambda c: ["xapi-go conformance", "", {}],
@@ -257,7 +257,22 @@ def write_every_class(x, schema, methods, classes, ok):
         or first_ref("VM", lambda r: r.get("is_a_template")),
         "pif": first_ref("PIF"),
         "network": first_ref("network"),
+        # VLAN.create needs a network with no PIF on the host yet
+        "free_network": first_ref("network", lambda r: not r.get("PIFs")),
     }
+    scratch_vms = []
+
+    def halted_vm():
+        # VTPM.create needs a halted VM that is not a template: a clone of
+        # one, destroyed after the writes
+        vm = first_ref("VM", lambda r: not r.get("is_a_template") and not r.get("is_control_domain")
+                       and not r.get("is_a_snapshot") and r.get("power_state") == "Halted")
+        if vm is None:
+            vm = x.VM.clone(first_ref("VM", lambda r: r.get("is_a_template")), MARK + " VTPM")
+            x.VM.set_is_a_template(vm, False)
+            scratch_vms.append(vm)
+        return vm
+    ctx["halted_vm"] = halted_vm
 
     def default_value(cls, name, ft):
         if (cls, name) in FIELD_HINTS:
@@ -386,6 +401,8 @@ def write_every_class(x, schema, methods, classes, ok):
                 failures.append("%s: unexpected failure %r" % (cls, list(f.details)))
         except Exception as e:  # transport errors, malformed responses
             failures.append("%s: %s: %s" % (cls, type(e).__name__, e))
+    for vm in scratch_vms:
+        x.VM.destroy(vm)
     for cls, why in skipped:
         print("skip   write %s - %s" % (cls, why))
     for cls, details in unimplemented:
