@@ -56,7 +56,7 @@ var (
 		datamodel.VMOperationsChangingDynamicRange, datamodel.VMOperationsChangingStaticRange,
 		datamodel.VMOperationsChangingMemoryLimits, datamodel.VMOperationsChangingShadowMemory,
 		datamodel.VMOperationsChangingVCPUs, datamodel.VMOperationsChangingNVRAM,
-		datamodel.VMOperationsCreateVTPM, datamodel.VMOperationsDestroy,
+		datamodel.VMOperationsDestroy,
 	}
 	// controlDomainOps: dom0 only has its memory and data sources managed.
 	controlDomainOps = []datamodel.VMOperations{
@@ -142,6 +142,9 @@ func vmAllowedOperations(rec *datamodel.VMRecord, f backends.Features) []datamod
 		switch state {
 		case backends.Halted:
 			ops = append(ops, haltedOps...)
+			if len(rec.VTPMs) > 0 { // one VTPM per VM (VTPM_MAX_AMOUNT_REACHED)
+				ops = slices.DeleteFunc(ops, func(o datamodel.VMOperations) bool { return o == datamodel.VMOperationsCreateVTPM })
+			}
 		case backends.Running:
 			ops = append(ops, runningOps...)
 			if f.LiveMemory {

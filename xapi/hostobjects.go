@@ -141,7 +141,7 @@ func licenseRestrictions() map[string]string {
 		"guest_ip_setting", "ad", "nested_virt", "live_patching", "set_vcpus_number_live",
 		"igmp_snooping", "rpu", "pool_size", "cbt", "usb_passthrough", "network_sriov",
 		"corosync", "zstd_export", "pool_secret_rotation", "certificate_verification",
-		"updates", "internal_repository_access", "batch_hotfix_apply",
+		"updates", "internal_repository_access", "batch_hotfix_apply", "vtpm",
 	} {
 		m["restrict_"+f] = "false"
 	}

@@ -72,6 +72,13 @@ func (s *Server) vmDestroyOps(ref string, rec *datamodel.VMRecord) []store.Op {
 	for _, c := range rec.Consoles {
 		b.del(datamodel.ConsoleClass, string(c))
 	}
+	// a VM's VTPMs and their secret contents go with it, as in xapi
+	for _, v := range rec.VTPMs {
+		if o, ok := s.store.Get(datamodel.VTPMClass, string(v)); ok {
+			b.del(datamodel.SecretClass, string(o.(*datamodel.VTPMRecord).Contents))
+		}
+		b.del(datamodel.VTPMClass, string(v))
+	}
 	b.del(datamodel.VMMetricsClass, string(rec.Metrics))
 	b.del(datamodel.VMGuestMetricsClass, string(rec.GuestMetrics))
 	for _, e := range s.store.List(datamodel.HostClass) {

@@ -106,3 +106,32 @@ func TestVTPMCreateDestroy(t *testing.T) {
 		})
 	}
 }
+
+// TestVTPMFollowsVM: once a VM has its VTPM, create_vtpm leaves its
+// allowed_operations (templates never offer it), and VM.destroy removes the
+// VTPM and its secret contents.
+func TestVTPMFollowsVM(t *testing.T) {
+	srv := xapitest.NewServer(t, xapitest.Options{})
+	s := login(t, srv.URL)
+	url := srv.URL
+	if ops := strs(record(t, url, s, "VM", templateRef(t, url, s))["allowed_operations"]); slices.Contains(ops, "create_vtpm") {
+		t.Fatalf("a template offers create_vtpm: %v", ops)
+	}
+	vm := newVM(t, url, s, "vtpm-owner")
+	if ops := strs(record(t, url, s, "VM", vm)["allowed_operations"]); !slices.Contains(ops, "create_vtpm") {
+		t.Fatalf("a halted VM without VTPM does not offer create_vtpm: %v", ops)
+	}
+	vtpm := mustCall(t, url, "VTPM.create", s, vm, false).(string)
+	if ops := strs(record(t, url, s, "VM", vm)["allowed_operations"]); slices.Contains(ops, "create_vtpm") {
+		t.Fatalf("a VM with its VTPM still offers create_vtpm: %v", ops)
+	}
+	o, _ := srv.Store.Get(datamodel.VTPMClass, vtpm)
+	secret := string(o.(*datamodel.VTPMRecord).Contents)
+	mustCall(t, url, "VM.destroy", s, vm)
+	if _, ok := srv.Store.Get(datamodel.VTPMClass, vtpm); ok {
+		t.Fatal("VM.destroy left its VTPM")
+	}
+	if _, ok := srv.Store.Get(datamodel.SecretClass, secret); ok {
+		t.Fatal("VM.destroy left the VTPM's secret")
+	}
+}
