@@ -117,12 +117,18 @@ func newClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, ReadBufferSize: 1 << 20}}
 }
 
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 func post(c *http.Client, url, ctype string, body []byte) (int64, error) {
 	resp, err := c.Post(url, ctype, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(io.Discard, resp.Body)
+	// read in 256 KiB pieces, as a client parsing a big response would
+	// (io.Discard's own ReadFrom reads 8 KiB at a time)
+	buf := readBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, resp.Body, *buf)
+	readBufs.Put(buf)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return n, fmt.Errorf("status %d", resp.StatusCode)

@@ -78,6 +78,9 @@ func (w *JSONWriter) Member(name string) {
 	w.key = true
 }
 
+// Field is Member for a field name (no escaping needed).
+func (w *JSONWriter) Field(name string) { w.Member(name) }
+
 // MarshalValue encodes a typed value of type t as JSON.
 func MarshalValue(t *Type, v any) []byte {
 	var w JSONWriter

@@ -24,6 +24,9 @@ type Writer interface {
 	EndArray()
 	BeginStruct()
 	Member(name string)
+	// Field is Member for a name that needs no escaping (a wire field name
+	// of the model: ASCII letters, digits, '_' and '-'), written as is.
+	Field(name string)
 	EndStruct()
 }
 
@@ -293,12 +296,12 @@ func (r *LocalAccountRecord) SetField(i int, v any) error {
 // fields (the log and snapshots).
 func (r *LocalAccountRecord) WriteRecord(w Writer, internal bool) {
 	w.BeginStruct()
-	w.Member("name")
+	w.Field("name")
 	writestring(w, r.Name)
-	w.Member("role")
+	w.Field("role")
 	writestring(w, r.Role)
 	if internal {
-		w.Member("hash")
+		w.Field("hash")
 		writestring(w, r.Hash)
 	}
 	w.EndStruct()

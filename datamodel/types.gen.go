@@ -3466,6 +3466,10 @@ func decodeint(v any) (int64, error) {
 
 func writemapOfenumvm_operationsTostring(w Writer, v map[VMOperations]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3512,6 +3516,10 @@ func decodemapOfenumvm_operationsTostring(v any) (map[VMOperations]string, error
 
 func writemapOfintTofloat(w Writer, v map[int64]float64) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(strconv.FormatInt(k, 10))
@@ -3549,6 +3557,10 @@ func decodemapOfintTofloat(v any) (map[int64]float64, error) {
 
 func writemapOfintToint(w Writer, v map[int64]int64) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(strconv.FormatInt(k, 10))
@@ -3586,6 +3598,10 @@ func decodemapOfintToint(v any) (map[int64]int64, error) {
 
 func writemapOfintTosetOfstring(w Writer, v map[int64][]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(strconv.FormatInt(k, 10))
@@ -3623,6 +3639,10 @@ func decodemapOfintTosetOfstring(v any) (map[int64][]string, error) {
 
 func writemapOfrefBondTorecordBond(w Writer, v map[BondRef]*BondRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3669,6 +3689,10 @@ func decodemapOfrefBondTorecordBond(v any) (map[BondRef]*BondRecord, error) {
 
 func writemapOfrefCallerTorecordCaller(w Writer, v map[CallerRef]*CallerRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3715,6 +3739,10 @@ func decodemapOfrefCallerTorecordCaller(v any) (map[CallerRef]*CallerRecord, err
 
 func writemapOfrefCertificateTorecordCertificate(w Writer, v map[CertificateRef]*CertificateRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3761,6 +3789,10 @@ func decodemapOfrefCertificateTorecordCertificate(v any) (map[CertificateRef]*Ce
 
 func writemapOfrefClusterTorecordCluster(w Writer, v map[ClusterRef]*ClusterRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3807,6 +3839,10 @@ func decodemapOfrefClusterTorecordCluster(v any) (map[ClusterRef]*ClusterRecord,
 
 func writemapOfrefCluster_hostTorecordCluster_host(w Writer, v map[ClusterHostRef]*ClusterHostRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3853,6 +3889,10 @@ func decodemapOfrefCluster_hostTorecordCluster_host(v any) (map[ClusterHostRef]*
 
 func writemapOfrefDR_taskTorecordDR_task(w Writer, v map[DRTaskRef]*DRTaskRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3899,6 +3939,10 @@ func decodemapOfrefDR_taskTorecordDR_task(v any) (map[DRTaskRef]*DRTaskRecord, e
 
 func writemapOfrefDriver_variantTorecordDriver_variant(w Writer, v map[DriverVariantRef]*DriverVariantRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3945,6 +3989,10 @@ func decodemapOfrefDriver_variantTorecordDriver_variant(v any) (map[DriverVarian
 
 func writemapOfrefFeatureTorecordFeature(w Writer, v map[FeatureRef]*FeatureRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -3991,6 +4039,10 @@ func decodemapOfrefFeatureTorecordFeature(v any) (map[FeatureRef]*FeatureRecord,
 
 func writemapOfrefGPU_groupTorecordGPU_group(w Writer, v map[GPUGroupRef]*GPUGroupRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4037,6 +4089,10 @@ func decodemapOfrefGPU_groupTorecordGPU_group(v any) (map[GPUGroupRef]*GPUGroupR
 
 func writemapOfrefHost_driverTorecordHost_driver(w Writer, v map[HostDriverRef]*HostDriverRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4083,6 +4139,10 @@ func decodemapOfrefHost_driverTorecordHost_driver(v any) (map[HostDriverRef]*Hos
 
 func writemapOfrefObserverTorecordObserver(w Writer, v map[ObserverRef]*ObserverRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4129,6 +4189,10 @@ func decodemapOfrefObserverTorecordObserver(v any) (map[ObserverRef]*ObserverRec
 
 func writemapOfrefPBDTorecordPBD(w Writer, v map[PBDRef]*PBDRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4175,6 +4239,10 @@ func decodemapOfrefPBDTorecordPBD(v any) (map[PBDRef]*PBDRecord, error) {
 
 func writemapOfrefPCITorecordPCI(w Writer, v map[PCIRef]*PCIRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4221,6 +4289,10 @@ func decodemapOfrefPCITorecordPCI(v any) (map[PCIRef]*PCIRecord, error) {
 
 func writemapOfrefPGPUTorecordPGPU(w Writer, v map[PGPURef]*PGPURecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4267,6 +4339,10 @@ func decodemapOfrefPGPUTorecordPGPU(v any) (map[PGPURef]*PGPURecord, error) {
 
 func writemapOfrefPIFTorecordPIF(w Writer, v map[PIFRef]*PIFRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4313,6 +4389,10 @@ func decodemapOfrefPIFTorecordPIF(v any) (map[PIFRef]*PIFRecord, error) {
 
 func writemapOfrefPIF_metricsTorecordPIF_metrics(w Writer, v map[PIFMetricsRef]*PIFMetricsRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4359,6 +4439,10 @@ func decodemapOfrefPIF_metricsTorecordPIF_metrics(v any) (map[PIFMetricsRef]*PIF
 
 func writemapOfrefPUSBTorecordPUSB(w Writer, v map[PUSBRef]*PUSBRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4405,6 +4489,10 @@ func decodemapOfrefPUSBTorecordPUSB(v any) (map[PUSBRef]*PUSBRecord, error) {
 
 func writemapOfrefPVS_cache_storageTorecordPVS_cache_storage(w Writer, v map[PVSCacheStorageRef]*PVSCacheStorageRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4451,6 +4539,10 @@ func decodemapOfrefPVS_cache_storageTorecordPVS_cache_storage(v any) (map[PVSCac
 
 func writemapOfrefPVS_proxyTorecordPVS_proxy(w Writer, v map[PVSProxyRef]*PVSProxyRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4497,6 +4589,10 @@ func decodemapOfrefPVS_proxyTorecordPVS_proxy(v any) (map[PVSProxyRef]*PVSProxyR
 
 func writemapOfrefPVS_serverTorecordPVS_server(w Writer, v map[PVSServerRef]*PVSServerRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4543,6 +4639,10 @@ func decodemapOfrefPVS_serverTorecordPVS_server(v any) (map[PVSServerRef]*PVSSer
 
 func writemapOfrefPVS_siteTorecordPVS_site(w Writer, v map[PVSSiteRef]*PVSSiteRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4589,6 +4689,10 @@ func decodemapOfrefPVS_siteTorecordPVS_site(v any) (map[PVSSiteRef]*PVSSiteRecor
 
 func writemapOfrefRate_limitTorecordRate_limit(w Writer, v map[RateLimitRef]*RateLimitRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4635,6 +4739,10 @@ func decodemapOfrefRate_limitTorecordRate_limit(v any) (map[RateLimitRef]*RateLi
 
 func writemapOfrefRepositoryTorecordRepository(w Writer, v map[RepositoryRef]*RepositoryRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4681,6 +4789,10 @@ func decodemapOfrefRepositoryTorecordRepository(v any) (map[RepositoryRef]*Repos
 
 func writemapOfrefSDN_controllerTorecordSDN_controller(w Writer, v map[SDNControllerRef]*SDNControllerRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4727,6 +4839,10 @@ func decodemapOfrefSDN_controllerTorecordSDN_controller(v any) (map[SDNControlle
 
 func writemapOfrefSMTorecordSM(w Writer, v map[SMRef]*SMRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4773,6 +4889,10 @@ func decodemapOfrefSMTorecordSM(v any) (map[SMRef]*SMRecord, error) {
 
 func writemapOfrefSRTorecordSR(w Writer, v map[SRRef]*SRRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4819,6 +4939,10 @@ func decodemapOfrefSRTorecordSR(v any) (map[SRRef]*SRRecord, error) {
 
 func writemapOfrefUSB_groupTorecordUSB_group(w Writer, v map[USBGroupRef]*USBGroupRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4865,6 +4989,10 @@ func decodemapOfrefUSB_groupTorecordUSB_group(v any) (map[USBGroupRef]*USBGroupR
 
 func writemapOfrefVBDTorecordVBD(w Writer, v map[VBDRef]*VBDRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4911,6 +5039,10 @@ func decodemapOfrefVBDTorecordVBD(v any) (map[VBDRef]*VBDRecord, error) {
 
 func writemapOfrefVBD_metricsTorecordVBD_metrics(w Writer, v map[VBDMetricsRef]*VBDMetricsRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -4957,6 +5089,10 @@ func decodemapOfrefVBD_metricsTorecordVBD_metrics(v any) (map[VBDMetricsRef]*VBD
 
 func writemapOfrefVDITorecordVDI(w Writer, v map[VDIRef]*VDIRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5003,6 +5139,10 @@ func decodemapOfrefVDITorecordVDI(v any) (map[VDIRef]*VDIRecord, error) {
 
 func writemapOfrefVDITorefSR(w Writer, v map[VDIRef]SRRef) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5049,6 +5189,10 @@ func decodemapOfrefVDITorefSR(v any) (map[VDIRef]SRRef, error) {
 
 func writemapOfrefVDITostring(w Writer, v map[VDIRef]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5095,6 +5239,10 @@ func decodemapOfrefVDITostring(v any) (map[VDIRef]string, error) {
 
 func writemapOfrefVGPUTorecordVGPU(w Writer, v map[VGPURef]*VGPURecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5141,6 +5289,10 @@ func decodemapOfrefVGPUTorecordVGPU(v any) (map[VGPURef]*VGPURecord, error) {
 
 func writemapOfrefVGPUTorefGPU_group(w Writer, v map[VGPURef]GPUGroupRef) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5187,6 +5339,10 @@ func decodemapOfrefVGPUTorefGPU_group(v any) (map[VGPURef]GPUGroupRef, error) {
 
 func writemapOfrefVGPU_typeToint(w Writer, v map[VGPUTypeRef]int64) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5233,6 +5389,10 @@ func decodemapOfrefVGPU_typeToint(v any) (map[VGPUTypeRef]int64, error) {
 
 func writemapOfrefVGPU_typeTorecordVGPU_type(w Writer, v map[VGPUTypeRef]*VGPUTypeRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5279,6 +5439,10 @@ func decodemapOfrefVGPU_typeTorecordVGPU_type(v any) (map[VGPUTypeRef]*VGPUTypeR
 
 func writemapOfrefVIFTorecordVIF(w Writer, v map[VIFRef]*VIFRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5325,6 +5489,10 @@ func decodemapOfrefVIFTorecordVIF(v any) (map[VIFRef]*VIFRecord, error) {
 
 func writemapOfrefVIFTorefnetwork(w Writer, v map[VIFRef]NetworkRef) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5371,6 +5539,10 @@ func decodemapOfrefVIFTorefnetwork(v any) (map[VIFRef]NetworkRef, error) {
 
 func writemapOfrefVIFTostring(w Writer, v map[VIFRef]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5417,6 +5589,10 @@ func decodemapOfrefVIFTostring(v any) (map[VIFRef]string, error) {
 
 func writemapOfrefVIF_metricsTorecordVIF_metrics(w Writer, v map[VIFMetricsRef]*VIFMetricsRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5463,6 +5639,10 @@ func decodemapOfrefVIF_metricsTorecordVIF_metrics(v any) (map[VIFMetricsRef]*VIF
 
 func writemapOfrefVLANTorecordVLAN(w Writer, v map[VLANRef]*VLANRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5509,6 +5689,10 @@ func decodemapOfrefVLANTorecordVLAN(v any) (map[VLANRef]*VLANRecord, error) {
 
 func writemapOfrefVMTomapOfstringTostring(w Writer, v map[VMRef]map[string]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5555,6 +5739,10 @@ func decodemapOfrefVMTomapOfstringTostring(v any) (map[VMRef]map[string]string, 
 
 func writemapOfrefVMTorecordVM(w Writer, v map[VMRef]*VMRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5601,6 +5789,10 @@ func decodemapOfrefVMTorecordVM(v any) (map[VMRef]*VMRecord, error) {
 
 func writemapOfrefVMTosetOfstring(w Writer, v map[VMRef][]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5647,6 +5839,10 @@ func decodemapOfrefVMTosetOfstring(v any) (map[VMRef][]string, error) {
 
 func writemapOfrefVMTostring(w Writer, v map[VMRef]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5693,6 +5889,10 @@ func decodemapOfrefVMTostring(v any) (map[VMRef]string, error) {
 
 func writemapOfrefVMPPTorecordVMPP(w Writer, v map[VMPPRef]*VMPPRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5739,6 +5939,10 @@ func decodemapOfrefVMPPTorecordVMPP(v any) (map[VMPPRef]*VMPPRecord, error) {
 
 func writemapOfrefVMSSTorecordVMSS(w Writer, v map[VMSSRef]*VMSSRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5785,6 +5989,10 @@ func decodemapOfrefVMSSTorecordVMSS(v any) (map[VMSSRef]*VMSSRecord, error) {
 
 func writemapOfrefVM_applianceTorecordVM_appliance(w Writer, v map[VMApplianceRef]*VMApplianceRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5831,6 +6039,10 @@ func decodemapOfrefVM_applianceTorecordVM_appliance(v any) (map[VMApplianceRef]*
 
 func writemapOfrefVM_groupTorecordVM_group(w Writer, v map[VMGroupRef]*VMGroupRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5877,6 +6089,10 @@ func decodemapOfrefVM_groupTorecordVM_group(v any) (map[VMGroupRef]*VMGroupRecor
 
 func writemapOfrefVM_guest_metricsTorecordVM_guest_metrics(w Writer, v map[VMGuestMetricsRef]*VMGuestMetricsRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5923,6 +6139,10 @@ func decodemapOfrefVM_guest_metricsTorecordVM_guest_metrics(v any) (map[VMGuestM
 
 func writemapOfrefVM_metricsTorecordVM_metrics(w Writer, v map[VMMetricsRef]*VMMetricsRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -5969,6 +6189,10 @@ func decodemapOfrefVM_metricsTorecordVM_metrics(v any) (map[VMMetricsRef]*VMMetr
 
 func writemapOfrefVTPMTorecordVTPM(w Writer, v map[VTPMRef]*VTPMRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6015,6 +6239,10 @@ func decodemapOfrefVTPMTorecordVTPM(v any) (map[VTPMRef]*VTPMRecord, error) {
 
 func writemapOfrefVUSBTorecordVUSB(w Writer, v map[VUSBRef]*VUSBRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6061,6 +6289,10 @@ func decodemapOfrefVUSBTorecordVUSB(v any) (map[VUSBRef]*VUSBRecord, error) {
 
 func writemapOfrefblobTorecordblob(w Writer, v map[BlobRef]*BlobRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6107,6 +6339,10 @@ func decodemapOfrefblobTorecordblob(v any) (map[BlobRef]*BlobRecord, error) {
 
 func writemapOfrefconsoleTorecordconsole(w Writer, v map[ConsoleRef]*ConsoleRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6153,6 +6389,10 @@ func decodemapOfrefconsoleTorecordconsole(v any) (map[ConsoleRef]*ConsoleRecord,
 
 func writemapOfrefcrashdumpTorecordcrashdump(w Writer, v map[CrashdumpRef]*CrashdumpRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6199,6 +6439,10 @@ func decodemapOfrefcrashdumpTorecordcrashdump(v any) (map[CrashdumpRef]*Crashdum
 
 func writemapOfrefhostTorecordhost(w Writer, v map[HostRef]*HostRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6245,6 +6489,10 @@ func decodemapOfrefhostTorecordhost(v any) (map[HostRef]*HostRecord, error) {
 
 func writemapOfrefhostTosetOfstring(w Writer, v map[HostRef][]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6291,6 +6539,10 @@ func decodemapOfrefhostTosetOfstring(v any) (map[HostRef][]string, error) {
 
 func writemapOfrefhost_cpuTorecordhost_cpu(w Writer, v map[HostCPURef]*HostCPURecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6337,6 +6589,10 @@ func decodemapOfrefhost_cpuTorecordhost_cpu(v any) (map[HostCPURef]*HostCPURecor
 
 func writemapOfrefhost_crashdumpTorecordhost_crashdump(w Writer, v map[HostCrashdumpRef]*HostCrashdumpRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6383,6 +6639,10 @@ func decodemapOfrefhost_crashdumpTorecordhost_crashdump(v any) (map[HostCrashdum
 
 func writemapOfrefhost_metricsTorecordhost_metrics(w Writer, v map[HostMetricsRef]*HostMetricsRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6429,6 +6689,10 @@ func decodemapOfrefhost_metricsTorecordhost_metrics(v any) (map[HostMetricsRef]*
 
 func writemapOfrefhost_patchTorecordhost_patch(w Writer, v map[HostPatchRef]*HostPatchRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6475,6 +6739,10 @@ func decodemapOfrefhost_patchTorecordhost_patch(v any) (map[HostPatchRef]*HostPa
 
 func writemapOfrefmessageTorecordmessage(w Writer, v map[MessageRef]*MessageRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6521,6 +6789,10 @@ func decodemapOfrefmessageTorecordmessage(v any) (map[MessageRef]*MessageRecord,
 
 func writemapOfrefnetworkTorecordnetwork(w Writer, v map[NetworkRef]*NetworkRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6567,6 +6839,10 @@ func decodemapOfrefnetworkTorecordnetwork(v any) (map[NetworkRef]*NetworkRecord,
 
 func writemapOfrefnetwork_sriovTorecordnetwork_sriov(w Writer, v map[NetworkSRIOVRef]*NetworkSRIOVRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6613,6 +6889,10 @@ func decodemapOfrefnetwork_sriovTorecordnetwork_sriov(v any) (map[NetworkSRIOVRe
 
 func writemapOfrefpoolTorecordpool(w Writer, v map[PoolRef]*PoolRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6659,6 +6939,10 @@ func decodemapOfrefpoolTorecordpool(v any) (map[PoolRef]*PoolRecord, error) {
 
 func writemapOfrefpool_patchTorecordpool_patch(w Writer, v map[PoolPatchRef]*PoolPatchRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6705,6 +6989,10 @@ func decodemapOfrefpool_patchTorecordpool_patch(v any) (map[PoolPatchRef]*PoolPa
 
 func writemapOfrefpool_updateTorecordpool_update(w Writer, v map[PoolUpdateRef]*PoolUpdateRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6751,6 +7039,10 @@ func decodemapOfrefpool_updateTorecordpool_update(v any) (map[PoolUpdateRef]*Poo
 
 func writemapOfrefroleTorecordrole(w Writer, v map[RoleRef]*RoleRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6797,6 +7089,10 @@ func decodemapOfrefroleTorecordrole(v any) (map[RoleRef]*RoleRecord, error) {
 
 func writemapOfrefsecretTorecordsecret(w Writer, v map[SecretRef]*SecretRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6843,6 +7139,10 @@ func decodemapOfrefsecretTorecordsecret(v any) (map[SecretRef]*SecretRecord, err
 
 func writemapOfrefsubjectTorecordsubject(w Writer, v map[SubjectRef]*SubjectRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6889,6 +7189,10 @@ func decodemapOfrefsubjectTorecordsubject(v any) (map[SubjectRef]*SubjectRecord,
 
 func writemapOfreftaskTorecordtask(w Writer, v map[TaskRef]*TaskRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6935,6 +7239,10 @@ func decodemapOfreftaskTorecordtask(v any) (map[TaskRef]*TaskRecord, error) {
 
 func writemapOfreftunnelTorecordtunnel(w Writer, v map[TunnelRef]*TunnelRecord) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -6981,6 +7289,10 @@ func decodemapOfreftunnelTorecordtunnel(v any) (map[TunnelRef]*TunnelRecord, err
 
 func writemapOfstringToenumcluster_host_operation(w Writer, v map[string]ClusterHostOperation) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7027,6 +7339,10 @@ func decodemapOfstringToenumcluster_host_operation(v any) (map[string]ClusterHos
 
 func writemapOfstringToenumcluster_operation(w Writer, v map[string]ClusterOperation) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7073,6 +7389,10 @@ func decodemapOfstringToenumcluster_operation(v any) (map[string]ClusterOperatio
 
 func writemapOfstringToenumhost_allowed_operations(w Writer, v map[string]HostAllowedOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7119,6 +7439,10 @@ func decodemapOfstringToenumhost_allowed_operations(v any) (map[string]HostAllow
 
 func writemapOfstringToenumnetwork_operations(w Writer, v map[string]NetworkOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7165,6 +7489,10 @@ func decodemapOfstringToenumnetwork_operations(v any) (map[string]NetworkOperati
 
 func writemapOfstringToenumpool_allowed_operations(w Writer, v map[string]PoolAllowedOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7211,6 +7539,10 @@ func decodemapOfstringToenumpool_allowed_operations(v any) (map[string]PoolAllow
 
 func writemapOfstringToenumstorage_operations(w Writer, v map[string]StorageOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7257,6 +7589,10 @@ func decodemapOfstringToenumstorage_operations(v any) (map[string]StorageOperati
 
 func writemapOfstringToenumtask_allowed_operations(w Writer, v map[string]TaskAllowedOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7303,6 +7639,10 @@ func decodemapOfstringToenumtask_allowed_operations(v any) (map[string]TaskAllow
 
 func writemapOfstringToenumvbd_operations(w Writer, v map[string]VBDOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7349,6 +7689,10 @@ func decodemapOfstringToenumvbd_operations(v any) (map[string]VBDOperations, err
 
 func writemapOfstringToenumvdi_operations(w Writer, v map[string]VDIOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7395,6 +7739,10 @@ func decodemapOfstringToenumvdi_operations(v any) (map[string]VDIOperations, err
 
 func writemapOfstringToenumvif_operations(w Writer, v map[string]VIFOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7441,6 +7789,10 @@ func decodemapOfstringToenumvif_operations(v any) (map[string]VIFOperations, err
 
 func writemapOfstringToenumvm_appliance_operation(w Writer, v map[string]VMApplianceOperation) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7487,6 +7839,10 @@ func decodemapOfstringToenumvm_appliance_operation(v any) (map[string]VMApplianc
 
 func writemapOfstringToenumvm_operations(w Writer, v map[string]VMOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7533,6 +7889,10 @@ func decodemapOfstringToenumvm_operations(v any) (map[string]VMOperations, error
 
 func writemapOfstringToenumvtpm_operations(w Writer, v map[string]VTPMOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7579,6 +7939,10 @@ func decodemapOfstringToenumvtpm_operations(v any) (map[string]VTPMOperations, e
 
 func writemapOfstringToenumvusb_operations(w Writer, v map[string]VUSBOperations) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7625,6 +7989,10 @@ func decodemapOfstringToenumvusb_operations(v any) (map[string]VUSBOperations, e
 
 func writemapOfstringToint(w Writer, v map[string]int64) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7671,6 +8039,10 @@ func decodemapOfstringToint(v any) (map[string]int64, error) {
 
 func writemapOfstringTorefblob(w Writer, v map[string]BlobRef) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7717,6 +8089,10 @@ func decodemapOfstringTorefblob(v any) (map[string]BlobRef, error) {
 
 func writemapOfstringTosetOfstring(w Writer, v map[string][]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))
@@ -7763,6 +8139,10 @@ func decodemapOfstringTosetOfstring(v any) (map[string][]string, error) {
 
 func writemapOfstringTostring(w Writer, v map[string]string) {
 	w.BeginStruct()
+	if len(v) == 0 {
+		w.EndStruct()
+		return
+	}
 	if !sortedMaps(w) {
 		for k, x := range v {
 			w.Member(string(k))

@@ -146,6 +146,15 @@ func (w *JSONWriter) Member(name string) {
 	w.comma = false
 }
 
+// Field is Member for a name that needs no escaping.
+func (w *JSONWriter) Field(name string) {
+	w.sep()
+	w.buf = append(w.buf, '"')
+	w.buf = append(w.buf, name...)
+	w.buf = append(w.buf, '"', ':')
+	w.comma = false
+}
+
 // EndStruct writes '}'.
 func (w *JSONWriter) EndStruct() {
 	w.buf = append(w.buf, '}')

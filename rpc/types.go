@@ -24,6 +24,9 @@ type Writer interface {
 	EndArray()
 	BeginStruct()
 	Member(name string)
+	// Field is Member for a name that needs no escaping (a wire field name
+	// of the model: ASCII letters, digits, '_' and '-'), written as is.
+	Field(name string)
 	EndStruct()
 }
 

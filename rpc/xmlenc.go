@@ -125,6 +125,22 @@ func (w *XMLWriter) Member(name string) {
 	w.buf = append(w.buf, "</name>"...)
 }
 
+// Field is Member for a name that needs no escaping.
+func (w *XMLWriter) Field(name string) {
+	n := len(w.members)
+	if n == 0 {
+		return // misuse: not inside a struct
+	}
+	if w.members[n-1] {
+		w.buf = append(w.buf, "</member><member><name>"...)
+	} else {
+		w.buf = append(w.buf, "<member><name>"...)
+		w.members[n-1] = true
+	}
+	w.buf = append(w.buf, name...)
+	w.buf = append(w.buf, "</name>"...)
+}
+
 // EndStruct closes the struct.
 func (w *XMLWriter) EndStruct() {
 	if n := len(w.members); n > 0 {

@@ -295,16 +295,16 @@ func (h *eventHub) beyondHistory(from uint64) bool {
 func batchResult(evs []events.Event, token uint64, classes []*datamodel.Class, counts []int32) ResultFunc {
 	return func(w datamodel.Writer) {
 		w.BeginStruct()
-		w.Member("events")
+		w.Field("events")
 		writeEvents(w, evs, "0.0")
-		w.Member("valid_ref_counts")
+		w.Field("valid_ref_counts")
 		w.BeginStruct()
 		for i, c := range classes {
 			w.Member(c.Lower)
 			w.Int32(counts[i])
 		}
 		w.EndStruct()
-		w.Member("token")
+		w.Field("token")
 		w.String(events.FormatToken(token))
 		w.EndStruct()
 	}
@@ -317,18 +317,18 @@ func writeEvents(w datamodel.Writer, evs []events.Event, timestamp string) {
 	for i := range evs {
 		e := &evs[i]
 		w.BeginStruct()
-		w.Member("id")
+		w.Field("id")
 		w.String(string(strconv.AppendUint(idBuf[:0], e.Index, 10)))
-		w.Member("timestamp")
+		w.Field("timestamp")
 		w.String(timestamp)
-		w.Member("class")
+		w.Field("class")
 		w.String(e.Class.Lower)
-		w.Member("operation")
+		w.Field("operation")
 		w.String(e.Kind.String())
-		w.Member("ref")
+		w.Field("ref")
 		w.String(e.Ref)
 		if e.Kind != events.Del && e.Obj != nil {
-			w.Member("snapshot")
+			w.Field("snapshot")
 			e.Obj.WriteRecord(w, false)
 		}
 		w.EndStruct()

@@ -395,12 +395,12 @@ func (g *generator) genTypes() string {
 			switch t.Key.Kind {
 			case schema.KindInt:
 				// same rule as string-keyed maps: sorted only for writers that ask
-				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tif !sortedMaps(w) {\n\t\tfor k, x := range v {\n\t\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t\t%s(w, x)\n\t\t}\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tfor _, k := range SortedIntKeys(v) {\n\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()), wfunc(t.Elem.String()))
+				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tif len(v) == 0 {\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tif !sortedMaps(w) {\n\t\tfor k, x := range v {\n\t\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t\t%s(w, x)\n\t\t}\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tfor _, k := range SortedIntKeys(v) {\n\t\tw.Member(strconv.FormatInt(k, 10))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()), wfunc(t.Elem.String()))
 			case schema.KindString, schema.KindRef, schema.KindEnum:
 				// Wire encoders take map entries in any order (as xapi's); writers
 				// that need stable output (the log, snapshots) get sorted keys,
 				// in a stack buffer for small maps.
-				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tif !sortedMaps(w) {\n\t\tfor k, x := range v {\n\t\t\tw.Member(string(k))\n\t\t\t%s(w, x)\n\t\t}\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tvar kb [32]%s\n\tkeys := kb[:0]\n\tif len(v) > len(kb) {\n\t\tkeys = make([]%s, 0, len(v))\n\t}\n\tfor k := range v {\n\t\tkeys = append(keys, k)\n\t}\n\tslices.Sort(keys)\n\tfor _, k := range keys {\n\t\tw.Member(string(k))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()), g.goType(t.Key), g.goType(t.Key), wfunc(t.Elem.String()))
+				fmt.Fprintf(&b, "\tw.BeginStruct()\n\tif len(v) == 0 {\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tif !sortedMaps(w) {\n\t\tfor k, x := range v {\n\t\t\tw.Member(string(k))\n\t\t\t%s(w, x)\n\t\t}\n\t\tw.EndStruct()\n\t\treturn\n\t}\n\tvar kb [32]%s\n\tkeys := kb[:0]\n\tif len(v) > len(kb) {\n\t\tkeys = make([]%s, 0, len(v))\n\t}\n\tfor k := range v {\n\t\tkeys = append(keys, k)\n\t}\n\tslices.Sort(keys)\n\tfor _, k := range keys {\n\t\tw.Member(string(k))\n\t\t%s(w, v[k])\n\t}\n\tw.EndStruct()\n", wfunc(t.Elem.String()), g.goType(t.Key), g.goType(t.Key), wfunc(t.Elem.String()))
 			default:
 				panic("unsupported map key " + ts)
 			}
@@ -503,11 +503,15 @@ func (g *generator) genClasses() (string, error) {
 				}
 				inInternal = f.Internal
 			}
+			member := "Member"
+			if plainName(f.Name) {
+				member = "Field"
+			}
 			if t.Kind == schema.KindOption {
-				fmt.Fprintf(&b, "\tif r.%s != nil {\n\t\tw.Member(%q)\n\t\t%s(w, r.%s)\n\t}\n", g.fieldGo[f], f.Name, wfunc(f.Type), g.fieldGo[f])
+				fmt.Fprintf(&b, "\tif r.%s != nil {\n\t\tw.%s(%q)\n\t\t%s(w, r.%s)\n\t}\n", g.fieldGo[f], member, f.Name, wfunc(f.Type), g.fieldGo[f])
 				continue
 			}
-			fmt.Fprintf(&b, "\tw.Member(%q)\n\t%s(w, r.%s)\n", f.Name, wfunc(t.String()), g.fieldGo[f])
+			fmt.Fprintf(&b, "\tw.%s(%q)\n\t%s(w, r.%s)\n", member, f.Name, wfunc(t.String()), g.fieldGo[f])
 		}
 		if inInternal {
 			b.WriteString("\t}\n")
@@ -621,4 +625,16 @@ func (g *generator) genMeta() string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// plainName reports whether a field name can be written without escaping in
+// XML and JSON (Writer.Field): ASCII letters, digits, '_' and '-' only.
+func plainName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
