@@ -446,9 +446,10 @@ func full(t *testing.T, url, s, token string) []map[string]any {
 // BenchmarkEventFromLatency measures write → return of event.from for 1,000
 // long polls over HTTP JSON-RPC (one keep-alive connection each) while writes
 // are applied at about 1,000/s (after half a second of warm-up at that rate)
-// to 1,000 objects spread over the 23 classes
-// that have a name_label (other than the pool and host singletons). A write's clock starts before its raft apply (so
-// the figure includes the commit itself, stricter than commit → return); a
+// to 1,000 objects spread over the 23 classes that have a name_label (other
+// than the pool and host singletons). A write's clock starts before its raft
+// apply (so the figure includes the commit itself, stricter than commit →
+// return); a
 // poll's latency is taken when its whole response body has been read, for the
 // earliest write it reports (found by the name_label the write set). One op is
 // one write.
