@@ -111,25 +111,26 @@ func (w *XMLWriter) BeginStruct() {
 
 // Member starts a struct member; the next value is its value.
 func (w *XMLWriter) Member(name string) {
-	n := len(w.members)
-	if n == 0 {
-		return // misuse: not inside a struct
+	if w.openMember() {
+		w.buf = appendXMLText(w.buf, name)
+		w.buf = append(w.buf, "</name>"...)
 	}
-	if w.members[n-1] {
-		w.buf = append(w.buf, "</member><member><name>"...)
-	} else {
-		w.buf = append(w.buf, "<member><name>"...)
-		w.members[n-1] = true
-	}
-	w.buf = appendXMLText(w.buf, name)
-	w.buf = append(w.buf, "</name>"...)
 }
 
 // Field is Member for a name that needs no escaping.
 func (w *XMLWriter) Field(name string) {
+	if w.openMember() {
+		w.buf = append(w.buf, name...)
+		w.buf = append(w.buf, "</name>"...)
+	}
+}
+
+// openMember closes the previous member of the current struct and opens the
+// next one's name; it reports false when no struct is open (misuse).
+func (w *XMLWriter) openMember() bool {
 	n := len(w.members)
 	if n == 0 {
-		return // misuse: not inside a struct
+		return false
 	}
 	if w.members[n-1] {
 		w.buf = append(w.buf, "</member><member><name>"...)
@@ -137,8 +138,7 @@ func (w *XMLWriter) Field(name string) {
 		w.buf = append(w.buf, "<member><name>"...)
 		w.members[n-1] = true
 	}
-	w.buf = append(w.buf, name...)
-	w.buf = append(w.buf, "</name>"...)
+	return true
 }
 
 // EndStruct closes the struct.

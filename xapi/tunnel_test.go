@@ -157,24 +157,7 @@ func TestTunnelDestroy(t *testing.T) {
 			tunnel := mustCall(t, url, "tunnel.create", s, f.pif, network, "gre").(string)
 			access := record(t, url, s, "tunnel", tunnel)["access_PIF"].(string)
 			want := tc.setup(t, access, network)
-			_, e := jsonCall(t, url, "tunnel.destroy", s, tunnel)
-			if !slices.Equal(e, want) {
-				t.Fatalf("error %v, want %v", e, want)
-			}
-			if want != nil {
-				if !exists(t, url, s, "tunnel", tunnel) || !exists(t, url, s, "PIF", access) {
-					t.Fatal("failed destroy removed something")
-				}
-				return
-			}
-			if exists(t, url, s, "tunnel", tunnel) || exists(t, url, s, "PIF", access) {
-				t.Fatal("tunnel or its access PIF left")
-			}
-			if slices.Contains(strs(record(t, url, s, "PIF", f.pif)["tunnel_transport_PIF_of"]), tunnel) ||
-				slices.Contains(strs(record(t, url, s, "network", network)["PIFs"]), access) ||
-				slices.Contains(strs(record(t, url, s, "host", f.host)["PIFs"]), access) {
-				t.Fatal("references to the tunnel or its PIF left")
-			}
+			checkPIFOwnerDestroy(t, url, s, pifOwner{"tunnel", tunnel, access, f.pif, "tunnel_transport_PIF_of", network, f.host}, want)
 		})
 	}
 	devFail(t, url, []string{"HANDLE_INVALID", "tunnel", "OpaqueRef:nope"}, "tunnel.destroy", s, "OpaqueRef:nope")

@@ -210,23 +210,8 @@ func TestVLANDestroy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			vlan, untagged, network := newVLAN()
 			want := tc.setup(t, vlan, untagged, network)
-			_, e := jsonCall(t, url, "VLAN.destroy", s, vlan)
-			if !slices.Equal(e, want) {
-				t.Fatalf("error %v, want %v", e, want)
-			}
-			if want != nil {
-				if !exists(t, url, s, "VLAN", vlan) || !exists(t, url, s, "PIF", untagged) {
-					t.Fatal("failed destroy removed something")
-				}
+			if !checkPIFOwnerDestroy(t, url, s, pifOwner{"VLAN", vlan, untagged, f.pif, "VLAN_slave_of", network, f.host}, want) {
 				return
-			}
-			if exists(t, url, s, "VLAN", vlan) || exists(t, url, s, "PIF", untagged) {
-				t.Fatal("VLAN or its PIF left")
-			}
-			if slices.Contains(strs(record(t, url, s, "PIF", f.pif)["VLAN_slave_of"]), vlan) ||
-				slices.Contains(strs(record(t, url, s, "network", network)["PIFs"]), untagged) ||
-				slices.Contains(strs(record(t, url, s, "host", f.host)["PIFs"]), untagged) {
-				t.Fatal("references to the VLAN or its PIF left")
 			}
 			if !exists(t, url, s, "PIF_metrics", metrics) {
 				t.Fatal("the tagged PIF's metrics went with the VLAN")
@@ -234,4 +219,38 @@ func TestVLANDestroy(t *testing.T) {
 		})
 	}
 	devFail(t, url, []string{"HANDLE_INVALID", "VLAN", "OpaqueRef:nope"}, "VLAN.destroy", s, "OpaqueRef:nope")
+}
+
+// pifOwner is an object that owns a PIF of its own on a transport PIF: a VLAN
+// (its untagged PIF on the tagged one) or a tunnel (its access PIF).
+type pifOwner struct {
+	class, ref, pif  string
+	transport, back  string // the transport PIF and its field listing owners
+	network, hostRef string
+}
+
+// checkPIFOwnerDestroy destroys o and checks the outcome against want: a
+// failure leaves o and its PIF; a success removes both and every reference
+// to them. It reports whether o was destroyed.
+func checkPIFOwnerDestroy(t *testing.T, url, s string, o pifOwner, want []string) bool {
+	t.Helper()
+	_, e := jsonCall(t, url, o.class+".destroy", s, o.ref)
+	if !slices.Equal(e, want) {
+		t.Fatalf("error %v, want %v", e, want)
+	}
+	if want != nil {
+		if !exists(t, url, s, o.class, o.ref) || !exists(t, url, s, "PIF", o.pif) {
+			t.Fatal("failed destroy removed something")
+		}
+		return false
+	}
+	if exists(t, url, s, o.class, o.ref) || exists(t, url, s, "PIF", o.pif) {
+		t.Fatalf("%s or its PIF left", o.class)
+	}
+	if slices.Contains(strs(record(t, url, s, "PIF", o.transport)[o.back]), o.ref) ||
+		slices.Contains(strs(record(t, url, s, "network", o.network)["PIFs"]), o.pif) ||
+		slices.Contains(strs(record(t, url, s, "host", o.hostRef)["PIFs"]), o.pif) {
+		t.Fatalf("references to the %s or its PIF left", o.class)
+	}
+	return true
 }
