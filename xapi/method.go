@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/xapi-go/xapi-go/datamodel"
 )
@@ -103,11 +104,13 @@ func refsResult(refs []string) ResultFunc {
 
 // HasMessage reports whether the model has the client-callable message name
 // (e.g. "message.get_all_records"), implicit or explicit.
-func HasMessage(name string) bool {
+func HasMessage(name string) bool { return messageNames()[name] }
+
+// messageNames is the set of the model's message names, built once.
+var messageNames = sync.OnceValue(func() map[string]bool {
+	names := map[string]bool{}
 	for _, m := range methodTable() {
-		if m.Name == name {
-			return true
-		}
+		names[m.Name] = true
 	}
-	return false
-}
+	return names
+})

@@ -226,7 +226,7 @@ func (s *Server) sessionGC(ctx context.Context, timeout time.Duration) {
 		case <-t.C:
 		}
 		s.expireSessions(ctx, time.Now().Add(-timeout))
-		s.expireTasks(ctx, time.Now().Add(-taskRetention))
+		s.expireTasks(ctx, time.Now())
 	}
 }
 

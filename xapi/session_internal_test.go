@@ -126,7 +126,7 @@ func TestFinishedTasksExpire(t *testing.T) {
 	if _, err := s.store.Apply(ctx, store.Create(done, rec), store.Create(pending, s.newTaskRecord("p", "", datamodel.SessionRef(datamodel.NullRef)))); err != nil {
 		t.Fatal(err)
 	}
-	s.expireTasks(ctx, time.Now().Add(-taskRetention))
+	s.expireTasks(ctx, time.Now())
 	if _, ok := s.store.Get(datamodel.TaskClass, done); ok {
 		t.Fatal("old finished task kept")
 	}

@@ -172,15 +172,15 @@ func xmlValue(write func(w rpc.Writer)) string {
 	return buf.String()
 }
 
-// expireTasks is the task GC (leader only), run with before = now minus
-// taskRetention: finished tasks that ended before it go; pending tasks older
-// than pendingTaskTimeout whose progress has not moved since the previous run
-// go; and if more than maxYoungTasks remain, the oldest finished ones go.
-func (s *Server) expireTasks(ctx context.Context, before time.Time) {
+// expireTasks is the task GC (leader only) as of now: finished tasks older
+// than taskRetention go; pending tasks older than pendingTaskTimeout whose
+// progress has not moved since the previous run go; and if more than
+// maxYoungTasks remain, the oldest finished ones go.
+func (s *Server) expireTasks(ctx context.Context, now time.Time) {
 	if !s.store.IsLeader() {
 		return
 	}
-	pendingBefore := before.Add(taskRetention - pendingTaskTimeout)
+	before, pendingBefore := now.Add(-taskRetention), now.Add(-pendingTaskTimeout)
 	type done struct {
 		ref      string
 		finished time.Time

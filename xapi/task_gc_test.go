@@ -42,7 +42,7 @@ func TestTaskGCLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s.expireTasks(ctx, now.Add(-taskRetention))
+	s.expireTasks(ctx, now)
 	pending := pendingYoung + 2 // the two old ones are on probation
 	keep := maxYoungTasks - pending
 	for ref, age := range finished {
@@ -59,7 +59,7 @@ func TestTaskGCLimits(t *testing.T) {
 	if _, err := s.store.Apply(ctx, mustSet(datamodel.TaskClass, moving, "progress", 0.6)); err != nil {
 		t.Fatal(err)
 	}
-	s.expireTasks(ctx, now.Add(-taskRetention))
+	s.expireTasks(ctx, now)
 	if _, ok := s.store.Get(datamodel.TaskClass, hung); ok {
 		t.Fatal("hung pending task kept")
 	}

@@ -8,6 +8,7 @@
 // CHANGES defaults to 10000 (creates, modifications and deletions of networks).
 
 import { createClient } from 'xen-api'
+import { cacheDiff, cachedOfType } from './cachecmp.mjs'
 
 const [url, user, password, changesArg = '10000', transport = 'json-rpc'] = process.argv.slice(2)
 if (password === undefined) {
@@ -38,41 +39,10 @@ async function pool(items, width, fn) {
   )
 }
 
-function cachedOfType(xapi, type) {
-  const out = {}
-  for (const o of Object.values(xapi.objects.all)) {
-    if (o.$type === type) out[o.$ref] = o
-  }
-  return out
-}
-
-// Canonical form for comparing values: map entries come in any order (as from
-// xapi), so object keys are sorted. xen-api's barrier() adds an xo:barrier:*
-// key to pool.other_config and removes it without waiting, so such keys may
-// differ for a moment; they are not data.
-function canon(value) {
-  if (Array.isArray(value)) return value.map(canon)
-  if (value === null || typeof value !== 'object') return value
-  return Object.fromEntries(
-    Object.keys(value)
-      .filter(k => !k.startsWith('xo:barrier:'))
-      .sort()
-      .map(k => [k, canon(value[k])])
-  )
-}
-
+// compare fails the check when the cache differs from the server's records.
 function compare(type, cached, truth) {
-  const cRefs = Object.keys(cached).sort()
-  const tRefs = Object.keys(truth).sort()
-  check(cRefs.length === tRefs.length, `${type}: cache has ${cRefs.length} objects, server ${tRefs.length}`)
-  for (let i = 0; i < tRefs.length; i++) {
-    check(cRefs[i] === tRefs[i], `${type}: cache ref ${cRefs[i]} != server ref ${tRefs[i]}`)
-    const c = cached[tRefs[i]]
-    const t = truth[tRefs[i]]
-    for (const [k, v] of Object.entries(t)) {
-      check(JSON.stringify(canon(c[k])) === JSON.stringify(canon(v)), `${type} ${tRefs[i]}: field ${k} cached ${JSON.stringify(c[k])} != ${JSON.stringify(v)}`)
-    }
-  }
+  const problems = cacheDiff(type, cached, truth)
+  check(problems.length === 0, `${problems.length} differences: ${problems.slice(0, 5).join('; ')}`)
 }
 
 let step = 'connect'

@@ -58,6 +58,7 @@
 // Usage: node xenapi_failover.mjs URL USER PASSWORD
 
 import { createClient } from 'xen-api'
+import { cacheDiff, cachedOfType } from './cachecmp.mjs'
 import readline from 'node:readline'
 
 const [url, user, password] = process.argv.slice(2)
@@ -127,51 +128,12 @@ const counts = { 'event.inject': 0, 'event.from': 0, 'session.login_with_passwor
   }
 }
 
-function cachedOfType(type) {
-  const out = {}
-  for (const o of Object.values(xapi.objects.all)) {
-    if (o.$type === type) out[o.$ref] = o
-  }
-  return out
-}
-
-// Map entries come in any order; xen-api's barrier() adds and removes
-// xo:barrier:* keys in pool.other_config, which are not data.
-function canon(value) {
-  if (Array.isArray(value)) return value.map(canon)
-  if (value === null || typeof value !== 'object') return value
-  return Object.fromEntries(
-    Object.keys(value)
-      .filter(k => !k.startsWith('xo:barrier:'))
-      .sort()
-      .map(k => [k, canon(value[k])])
-  )
-}
-
-// differences between the cache and get_all_records for one class
-function diff(type, cached, truth) {
-  const out = []
-  const cRefs = Object.keys(cached).sort()
-  const tRefs = Object.keys(truth).sort()
-  const tSet = new Set(tRefs)
-  const cSet = new Set(cRefs)
-  for (const r of tRefs) if (!cSet.has(r)) out.push(`${type} ${r}: missing from the cache`)
-  for (const r of cRefs) if (!tSet.has(r)) out.push(`${type} ${r}: in the cache, not on the server`)
-  for (const r of tRefs) {
-    if (!cSet.has(r)) continue
-    for (const [k, v] of Object.entries(truth[r])) {
-      const a = JSON.stringify(canon(cached[r][k]))
-      const b = JSON.stringify(canon(v))
-      if (a !== b) out.push(`${type} ${r}: field ${k} cached ${a} != server ${b}`)
-    }
-  }
-  return out
-}
+const cached = type => cachedOfType(xapi, type)
 
 async function compareAll() {
   const problems = []
   for (const type of TYPES) {
-    problems.push(...diff(type, cachedOfType(type), await xapi.call(`${type}.get_all_records`)))
+    problems.push(...cacheDiff(type, cached(type), await xapi.call(`${type}.get_all_records`)))
   }
   return problems
 }
@@ -186,7 +148,7 @@ const firstHost = new URL(url).hostname
 // URL given, for before the initial fetch)
 function hostAddresses() {
   const addrs = new Set([firstHost])
-  for (const h of Object.values(cachedOfType('host'))) {
+  for (const h of Object.values(cached('host'))) {
     if (typeof h.address === 'string' && h.address !== '') addrs.add(h.address)
   }
   return [...addrs].sort()
@@ -335,7 +297,7 @@ try {
   check(problems.length === 0, problems.slice(0, 10).join('\n'))
 
   step = "the writer's last values are in the cache"
-  const vms = cachedOfType('VM')
+  const vms = cached('VM')
   for (const [ref, desc] of Object.entries(expected)) {
     check(vms[ref] !== undefined, `VM ${ref} not in the cache`)
     check(
@@ -343,7 +305,7 @@ try {
       `VM ${ref}: cached name_description ${JSON.stringify(vms[ref].name_description)}, want ${JSON.stringify(desc)}`
     )
   }
-  const sizes = TYPES.map(t => `${Object.keys(cachedOfType(t)).length} ${t}`).join(', ')
+  const sizes = TYPES.map(t => `${Object.keys(cached(t)).length} ${t}`).join(', ')
   console.log(
     `PASS failovers=${failovers} master=${xapi._url.hostname} compare_attempts=${attempts + 1} ` +
       `event.inject=${counts['event.inject']} event.from=${counts['event.from']} logins=${counts['session.login_with_password']} (${sizes})`

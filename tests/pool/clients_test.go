@@ -137,27 +137,32 @@ func (s *cliScript) output() string {
 // A FAIL line, the script's exit or the timeout end the test.
 func (s *cliScript) expect(prefix string, timeout time.Duration) string {
 	s.t.Helper()
+	// match returns the rest of a line that starts with prefix; a FAIL line fails the test
+	match := func(line string) (string, bool) {
+		s.t.Helper()
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			return strings.TrimSpace(rest), true
+		}
+		if strings.HasPrefix(line, "FAIL ") {
+			s.t.Fatalf("%s: %s", s.name, line)
+		}
+		return "", false
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
 		select {
 		case line := <-s.lines:
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				return strings.TrimSpace(rest)
-			}
-			if strings.HasPrefix(line, "FAIL ") {
-				s.t.Fatalf("%s: %s", s.name, line)
+			if rest, ok := match(line); ok {
+				return rest
 			}
 		case <-s.done:
 			// the lines it printed before exiting are all in s.lines now
 			for {
 				select {
 				case line := <-s.lines:
-					if rest, ok := strings.CutPrefix(line, prefix); ok {
-						return strings.TrimSpace(rest)
-					}
-					if strings.HasPrefix(line, "FAIL ") {
-						s.t.Fatalf("%s: %s", s.name, line)
+					if rest, ok := match(line); ok {
+						return rest
 					}
 				default:
 					s.t.Fatalf("%s exited (%v) without printing %q", s.name, s.waitErr, prefix)
